@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds (once) and prints the path of the project's virtualenv, then installs evonorm into it.
+# The venv lives outside the clone, keyed by a hash of requirements.lock and the Python version, so
+# CI and repeated runs reuse it; a missing or half-built one is rebuilt from nothing.
+# Also installs the offline Fashion-MNIST data (Debian's dataset-fashion-mnist) where apt can.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+pyver=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+hash=$(cat requirements.lock setup.py | sha256sum | cut -c1-16)
+VENV=${EVONORM_VENV:-$HOME/.cache/evonorm/venv-py$pyver-$hash}
+if [ ! -f "$VENV/.complete" ]; then
+  echo "bootstrap: building $VENV (first time only; ~2 min, ~3 GB)" >&2
+  rm -rf "$VENV"
+  mkdir -p "$(dirname "$VENV")"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.lock >&2
+  touch "$VENV/.complete"
+fi
+"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e . >&2
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing Debian's dataset-fashion-mnist (offline Fashion-MNIST)" >&2
+    { apt-get install -y -qq dataset-fashion-mnist || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; }; } >&2 \
+      || echo "bootstrap: could not install dataset-fashion-mnist; the demo will say how to get it" >&2
+  else
+    echo "bootstrap: Fashion-MNIST not found; as root run: apt-get install -y dataset-fashion-mnist" >&2
+  fi
+fi
+echo "$VENV"
