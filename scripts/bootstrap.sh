@@ -18,6 +18,9 @@ if [ ! -f "$VENV/.complete" ]; then
   touch "$VENV/.complete"
 fi
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e . >&2
+# Compile the fused CPU kernels now rather than inside the first test or run (falls back if it can't).
+TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" -m evonorm.kernels >/dev/null 2>&1 \
+  || echo "bootstrap: fused kernels not built; layers will use the (slower) TensorFlow formulas" >&2
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "bootstrap: installing Debian's dataset-fashion-mnist (offline Fashion-MNIST)" >&2

@@ -185,12 +185,16 @@ class NormActBase:
 
         def train():
             stat = compute(x)
-            decay = tf.constant(self.momentum, tf.float32)
-            moving.assign(moving * decay + tf.stop_gradient(stat) * (1.0 - decay))
+            self._update_moving(moving, stat)
             return stat
 
         stat = smart_cond(training, train, lambda: tf.cast(tf.identity(moving), tf.float32))
         return ops.broadcast_channels(stat, self._rank, self.data_format)
+
+    def _update_moving(self, moving, stat):
+        """moving <- momentum * moving + (1 - momentum) * stat (no gradient through the update)."""
+        decay = tf.constant(self.momentum, tf.float32)
+        moving.assign(moving * decay + tf.stop_gradient(stat) * (1.0 - decay))
 
     def _batch_std(self, x, training):
         """sqrt(s2_{b,w,h}(x) + eps), broadcastable to x."""

@@ -61,9 +61,8 @@ class _BatchNorm(NormActBase):
         else:
             mean, var = ops.batch_moments(x, self.data_format, self.synchronized)
             y = self._affine((x - self._bc(mean)) * tf.math.rsqrt(self._bc(var) + self.epsilon))
-        decay = tf.constant(self.momentum, tf.float32)
-        self.moving_mean.assign(self.moving_mean * decay + tf.stop_gradient(mean) * (1.0 - decay))
-        self.moving_variance.assign(self.moving_variance * decay + tf.stop_gradient(var) * (1.0 - decay))
+        self._update_moving(self.moving_mean, mean)
+        self._update_moving(self.moving_variance, var)
         return y
 
     def _infer(self, x):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from evonorm import ops
+from evonorm import kernels, ops
 from evonorm.layers.base import NormActBase
 
 CITATION = ("Liu, Brock, Simonyan, Le. Evolving Normalization-Activation Layers. NeurIPS 2020. "
@@ -60,6 +60,20 @@ class EvoNormB0(_BatchDependent):
     registry_name = "evonorm_b0"
     has_v1 = True
 
+    def _forward(self, x, training):
+        # Fused CPU kernel (see evonorm.kernels) when it applies; the TF formula otherwise.
+        lib = None
+        if self.apply_act and (training is None or isinstance(training, bool)):
+            lib = kernels.usable(x, self.data_format, self.synchronized)
+        if lib is None:
+            return super()._forward(x, training)
+        out, batch_var = kernels.evonorm_b0(
+            lib, x, self._param(self.v1), self._param(self.gamma), self._param(self.beta),
+            tf.cast(self.moving_variance, tf.float32), self.epsilon, bool(training))
+        if training:
+            self._update_moving(self.moving_variance, batch_var)
+        return out
+
     def _formula(self, x, batch_std):
         return ops.evonorm_b0(x, self._param(self.v1), batch_std, self.epsilon, self.data_format)
 
@@ -104,6 +118,13 @@ class EvoNormS0(_SampleBased):
 
     registry_name = "evonorm_s0"
     has_v1 = True
+
+    def _forward(self, x, training):
+        lib = kernels.usable(x, self.data_format) if self.apply_act else None
+        if lib is None:
+            return super()._forward(x, training)
+        return kernels.evonorm_s0(lib, x, self._param(self.v1), self._param(self.gamma),
+                                  self._param(self.beta), self.effective_groups, self.epsilon)
 
     def _normalize(self, x, training):
         if not self.apply_act:
