@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 pyver=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-hash=$(cat requirements.lock setup.py | sha256sum | cut -c1-16)
+hash=$(sha256sum < requirements.lock | cut -c1-16)
 VENV=${EVONORM_VENV:-$HOME/.cache/evonorm/venv-py$pyver-$hash}
 if [ ! -f "$VENV/.complete" ]; then
   echo "bootstrap: building $VENV (first time only; ~2 min, ~3 GB)" >&2
