@@ -12,6 +12,7 @@ which XLA fuses there.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -107,6 +108,23 @@ def load():
         return lib
 
 
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def disabled():
+    """Within this block (in this thread), layers traced or called eagerly use the TF formulas.
+
+    For side-by-side measurements and debugging; tf.function traces made inside keep that choice.
+    """
+    previous = getattr(_local, "disabled", False)
+    _local.disabled = True
+    try:
+        yield
+    finally:
+        _local.disabled = previous
+
+
 def _in_xla_context() -> bool:
     try:
         from tensorflow.python.ops import control_flow_util  # noqa: PLC0415 - internal, guarded
@@ -119,6 +137,8 @@ def usable(x: tf.Tensor, data_format: str, synchronized: bool = False):
     """The library when the fused kernels apply to ``x`` here (CPU, NHWC float32, no XLA), else None."""
     if (data_format != "channels_last" or x.dtype != tf.float32 or synchronized
             or x.shape.rank is None or x.shape.rank < 3 or x.shape[-1] is None):
+        return None
+    if getattr(_local, "disabled", False):
         return None
     if tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"):
         return None

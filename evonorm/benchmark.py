@@ -1,0 +1,160 @@
+"""Speed and memory of norm-act layers, side by side with fused BN-ReLU in one process.
+
+Two measurements, both reported as ratios to a baseline timed in the same process, interleaved round
+by round so drifting machine load hits every layer alike:
+
+* layer: forward + backward of one layer on a ``[batch, 32, 32, 16]`` tensor (the first stage of a
+  CIFAR ResNet), baseline ``tf_keras.layers.BatchNormalization`` (fused kernel) + ReLU.
+* step: one SGD training step of a pre-activation ResNet-8 / ResNet-20 on 32x32x3 inputs, baseline
+  the same network with this project's ``bn_relu`` (TensorFlow's fused batch-norm kernel + ReLU; the
+  layer rows show it at Keras BN-ReLU speed). Peak memory of a step is the growth of the process's
+  peak RSS over the first training steps, measured in a fresh subprocess per network and layer.
+
+Rows marked ``(tf)`` run the same layer with the fused CPU kernels disabled (``evonorm.kernels``),
+to show what they buy. Timings use ``tf.function`` without XLA, as FACTS.md recommends on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from evonorm import kernels
+from evonorm.layers import legacy
+
+KERAS_BN = "keras_bn_relu"
+
+
+def machine_description() -> str:
+    """CPU model, core count and TensorFlow version, for results files."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, TF {tf.__version__}, Python {platform.python_version()}"
+
+
+def _variant(name: str):
+    """'evonorm_s0(tf)' -> ('evonorm_s0', False): the layer and whether fused kernels are allowed."""
+    if name.endswith("(tf)"):
+        return name[:-4], False
+    return name, True
+
+
+def _trace(fn, fused: bool):
+    """Calls ``fn`` once (tracing it) with the fused kernels allowed or not."""
+    if fused:
+        return fn()
+    with kernels.disabled():
+        return fn()
+
+
+def _time_interleaved(fns: dict, rounds: int, reps: int) -> dict:
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(reps):
+                out = fn()
+            np.asarray(out)  # wait for the result
+            times[key].append((time.perf_counter() - start) / reps)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def layer_step_fn(name: str, shape, groups: int = 8):
+    """A traced fwd+bwd function of one layer (or Keras BN-ReLU for ``KERAS_BN``) on a fixed input."""
+    x = tf.Variable(tf.random.normal(shape) * 2.0 + 0.5)
+    w = tf.random.normal(shape)
+    base, fused = _variant(name)
+    if base == KERAS_BN:
+        bn = tf_keras.layers.BatchNormalization(epsilon=1e-5)
+
+        def layer(t, training):
+            return tf.nn.relu(bn(t, training=training))
+        bn.build(shape)
+        variables = bn.trainable_variables
+    else:
+        layer = legacy.create_norm_act(base, groups=groups)
+        layer.build(shape)
+        variables = layer.trainable_variables
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x, training=True) * w)
+        grads = tape.gradient(loss, [x] + list(variables))
+        return tf.add_n([tf.reduce_sum(g) for g in grads])
+
+    _trace(step, fused)
+    return step
+
+
+def bench_layers(names, shape=(128, 32, 32, 16), rounds=7, reps=5) -> dict:
+    """Median seconds per fwd+bwd for each layer name (plus the Keras BN-ReLU baseline)."""
+    fns = {KERAS_BN: layer_step_fn(KERAS_BN, shape)}
+    for name in names:
+        fns[name] = layer_step_fn(name, shape)
+    return _time_interleaved(fns, rounds, reps)
+
+
+def model_step_fn(name: str, depth: int, batch: int, seed: int = 0, trace: bool = True):
+    """A traced SGD training step of a pre-activation ResNet-``depth`` with layer ``name``."""
+    from evonorm.vision.cifar_resnet import build_preact_resnet  # noqa: PLC0415
+
+    base, fused = _variant(name)
+    tf_keras.utils.set_random_seed(seed)
+    model = build_preact_resnet(depth=depth, norm_act=base, input_shape=(32, 32, 3), num_classes=10)
+    opt = tf_keras.optimizers.SGD(0.01, momentum=0.9)
+    images = tf.random.normal([batch, 32, 32, 3])
+    labels = tf.random.uniform([batch], 0, 10, dtype=tf.int32)
+    loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, model(images, training=True))
+        opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    if trace:
+        _trace(step, fused)
+    return step
+
+
+def bench_steps(names, depth: int, batch: int = 128, rounds=5, reps=3) -> dict:
+    """Median seconds per training step for each layer name on the same network."""
+    fns = {name: model_step_fn(name, depth, batch) for name in names}
+    return _time_interleaved(fns, rounds, reps)
+
+
+def peak_memory_mb(name: str, depth: int, batch: int = 128, steps: int = 3) -> float:
+    """Growth of peak RSS (MiB) over ``steps`` training steps, in a fresh subprocess."""
+    code = (
+        "import json,resource,sys;from evonorm import benchmark as b;"
+        f"step=b.model_step_fn({name!r},{depth},{batch},trace=False);"
+        "r0=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        f"b._trace(step,b._variant({name!r})[1]);"
+        f"[step().numpy() for _ in range({steps})];"
+        "print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss-r0)/1024))")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return float(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def self_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

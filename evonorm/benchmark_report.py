@@ -1,0 +1,67 @@
+"""Runs the benchmarks of ``evonorm.benchmark`` and writes them as a Markdown report."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+from evonorm import benchmark
+from evonorm.layers import list_norm_acts
+
+DEFAULT_STEP_LAYERS = ["bn_relu", "bn_silu", "gn_relu", "evonorm_b0", "evonorm_b0(tf)", "evonorm_s0",
+                       "evonorm_s0(tf)"]
+log = logging.getLogger(__name__)
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def run(layers=None, step_layers=DEFAULT_STEP_LAYERS, depths=(8, 20), batch=128, memory=True,
+        output="BENCHMARKS.md", argv="python scripts/benchmark_layers.py"):
+    """Measures, prints and writes the report; returns its text."""
+    layers = layers or list_norm_acts() + ["evonorm_b0(tf)", "evonorm_s0(tf)"]
+    shape = (batch, 32, 32, 16)
+    log.info("per-layer fwd+bwd on %s for %d layers", shape, len(layers))
+    per_layer = benchmark.bench_layers(layers, shape)
+    base = per_layer[benchmark.KERAS_BN]
+    sections = [
+        "# Benchmarks",
+        "",
+        f"Machine: {benchmark.machine_description()}.  ",
+        f"Command: `{argv}` ({datetime.date.today().isoformat()}).  ",
+        "Method: `evonorm/benchmark.py` — every row is timed in the same process as its baseline, interleaved",
+        "round by round, median of the rounds; ratios > 1 mean slower than the baseline. '(tf)' rows are the",
+        "same layer with the fused CPU kernels disabled (pure TensorFlow formulas).",
+        "",
+        f"## One layer, forward + backward, input {list(shape)} float32",
+        "",
+        "Baseline: `tf_keras.layers.BatchNormalization` (fused kernel) followed by ReLU.",
+        "",
+        _table(["layer", "ms", "vs Keras BN-ReLU"],
+               [[k, f"{v * 1e3:.2f}", f"{v / base:.2f}x"] for k, v in per_layer.items()]),
+    ]
+    for depth in depths:
+        log.info("training step of pre-act ResNet-%d, batch %d", depth, batch)
+        steps = benchmark.bench_steps(step_layers, depth, batch)
+        step_base = steps["bn_relu"]
+        rows = []
+        mem_base = benchmark.peak_memory_mb("bn_relu", depth, batch) if memory else None
+        for name, sec in steps.items():
+            row = [name, f"{sec * 1e3:.1f}", f"{sec / step_base:.2f}x"]
+            if memory:
+                mem = mem_base if name == "bn_relu" else benchmark.peak_memory_mb(name, depth, batch)
+                row += [f"{mem:.0f}", f"{mem / mem_base:.2f}x"]
+            rows.append(row)
+        header = ["layer", "ms / step", "vs BN-ReLU"] + (["peak MiB", "vs BN-ReLU"] if memory else [])
+        sections += ["", f"## Training step, pre-activation ResNet-{depth}, batch {batch}, 32x32x3, SGD", "",
+                     "Baseline: the same network with `bn_relu` (TensorFlow's fused batch-norm kernel + ReLU)."
+                     + (" Peak MiB: growth of the process's peak RSS over the first training steps, one fresh"
+                        " process per row." if memory else ""), "", _table(header, rows)]
+    text = "\n".join(sections) + "\n"
+    print(text)
+    with open(output, "w", encoding="utf-8") as f:
+        f.write(text)
+    return text
