@@ -53,7 +53,8 @@ tensorflow::Status GetDims(const Tensor& x, Dims* d) {
 }
 
 // Per-channel sums over positions of one sample.
-void ChannelSums(const float* x, const Dims& d, float* sum, float* sq, const float* shift) {
+void ChannelSums(const float* __restrict__ x, const Dims& d, float* __restrict__ sum,
+                 float* __restrict__ sq, const float* __restrict__ shift) {
   for (int64_t c = 0; c < d.c; ++c) sum[c] = sq[c] = 0.f;
   for (int64_t p = 0; p < d.p; ++p) {
     const float* row = x + p * d.c;
@@ -62,6 +63,81 @@ void ChannelSums(const float* x, const Dims& d, float* sum, float* sq, const flo
       sum[c] += v;
       sq[c] += v * v;
     }
+  }
+}
+
+
+// Row kernels: one spatial position, all channels. Separate functions with __restrict__ pointers so the
+// compiler knows outputs never alias inputs and vectorizes the channel loop (sigmoid included).
+#define EVN_R __restrict__
+
+void S0ForwardRow(int64_t C, const float* EVN_R x, const float* EVN_R v1, const float* EVN_R scale,
+                  const float* EVN_R beta, float* EVN_R y) {
+  for (int64_t c = 0; c < C; ++c) y[c] = x[c] * Sigmoid(v1[c] * x[c]) * scale[c] + beta[c];
+}
+
+void S0GradSumsRow(int64_t C, const float* EVN_R x, const float* EVN_R g, const float* EVN_R v1,
+                   float* EVN_R sgn, float* EVN_R pg, float* EVN_R pb, float* EVN_R pv) {
+  for (int64_t c = 0; c < C; ++c) {
+    float v = x[c], gr = g[c];
+    float s = Sigmoid(v1[c] * v);
+    float gn = gr * v * s;
+    sgn[c] += gn;
+    pg[c] += gn;
+    pb[c] += gr;
+    pv[c] += gn * v * (1.f - s);
+  }
+}
+
+void S0GradDxRow(int64_t C, const float* EVN_R x, const float* EVN_R g, const float* EVN_R v1,
+                 const float* EVN_R gr_scale, const float* EVN_R mu, const float* EVN_R coef,
+                 float* EVN_R dx) {
+  for (int64_t c = 0; c < C; ++c) {
+    float v = x[c];
+    float s = Sigmoid(v1[c] * v);
+    dx[c] = g[c] * gr_scale[c] * (s + v1[c] * v * s * (1.f - s)) - (v - mu[c]) * coef[c];
+  }
+}
+
+void B0ForwardRow(int64_t C, const float* EVN_R x, const float* EVN_R v1, const float* EVN_R a,
+                  const float* EVN_R d, const float* EVN_R gamma, const float* EVN_R beta, float* EVN_R y) {
+  for (int64_t c = 0; c < C; ++c) {
+    float m = std::max(a[c], v1[c] * x[c] + d[c]);
+    y[c] = x[c] / m * gamma[c] + beta[c];
+  }
+}
+
+void B0GradSumsRow(int64_t C, const float* EVN_R x, const float* EVN_R g, const float* EVN_R v1,
+                   const float* EVN_R a, const float* EVN_R d, const float* EVN_R gamma, float* EVN_R stq,
+                   float* EVN_R pv, float* EVN_R pa, float* EVN_R pg, float* EVN_R pb) {
+  for (int64_t c = 0; c < C; ++c) {
+    float v = x[c], gr = g[c];
+    float q = v1[c] * v + d[c];
+    bool use_q = q > a[c];
+    float inv = 1.f / (use_q ? q : a[c]);
+    float vinv = v * inv;
+    float t = -gr * gamma[c] * vinv * inv;
+    float tq = use_q ? t : 0.f;
+    stq[c] += tq;
+    pv[c] += tq * v;
+    pa[c] += t - tq;
+    pg[c] += gr * vinv;
+    pb[c] += gr;
+  }
+}
+
+void B0GradDxRow(int64_t C, const float* EVN_R x, const float* EVN_R g, const float* EVN_R v1,
+                 const float* EVN_R a, const float* EVN_R d, const float* EVN_R gamma, const float* EVN_R mu,
+                 const float* EVN_R inst_coef, const float* EVN_R bmean, const float* EVN_R batch_coef,
+                 float* EVN_R dx) {
+  for (int64_t c = 0; c < C; ++c) {
+    float v = x[c];
+    float gy = g[c] * gamma[c];
+    float q = v1[c] * v + d[c];
+    bool use_q = q > a[c];
+    float inv = 1.f / (use_q ? q : a[c]);
+    float tq = use_q ? -gy * v * inv * inv : 0.f;
+    dx[c] = gy * inv + v1[c] * tq + (v - mu[c]) * inst_coef[c] + (v - bmean[c]) * batch_coef[c];
   }
 }
 
@@ -140,12 +216,7 @@ class EvonormS0Op : public OpKernel {
         }
         float* yb = yd + b * d.p * d.c;
         for (int64_t p = 0; p < d.p; ++p) {
-          const float* xr = xb + p * d.c;
-          float* yr = yb + p * d.c;
-          for (int64_t c = 0; c < d.c; ++c) {
-            float v = xr[c];
-            yr[c] = v * Sigmoid(v1[c] * v) * scale[c] + beta[c];
-          }
+          S0ForwardRow(d.c, xb + p * d.c, v1, scale.data(), beta, yb + p * d.c);
         }
       }
     });
@@ -206,7 +277,7 @@ class EvonormS0GradOp : public OpKernel {
     // Per-sample partial parameter gradients, reduced after the parallel section (no races).
     std::vector<float> part(3 * d.b * d.c, 0.f);
     ForEachSample(ctx, d.b, d.p * d.c * 80, [&](int64_t begin, int64_t end) {
-      std::vector<float> sgn(d.c), coef(d.c), r(d.c), mu(d.c);
+      std::vector<float> sgn(d.c), coef(d.c), r(d.c), mu(d.c), gscale(d.c);
       for (int64_t b = begin; b < end; ++b) {
         const float* xb = xd + b * d.p * d.c;
         const float* gb = dy + b * d.p * d.c;
@@ -220,17 +291,7 @@ class EvonormS0GradOp : public OpKernel {
         }
         // Pass 1: per-channel sums of gy * n (for the variance path) and the parameter gradients.
         for (int64_t p = 0; p < d.p; ++p) {
-          const float* xr = xb + p * d.c;
-          const float* gr = gb + p * d.c;
-          for (int64_t c = 0; c < d.c; ++c) {
-            float v = xr[c], g = gr[c];
-            float s = Sigmoid(v1[c] * v);
-            float nv = v * s;
-            sgn[c] += g * nv;
-            pg[c] += g * nv;
-            pb[c] += g;
-            pv[c] += g * v * v * s * (1.f - s);
-          }
+          S0GradSumsRow(d.c, xb + p * d.c, gb + p * d.c, v1, sgn.data(), pg, pb, pv);
         }
         for (int64_t c = 0; c < d.c; ++c) {
           pg[c] *= r[c];
@@ -244,15 +305,10 @@ class EvonormS0GradOp : public OpKernel {
         }
         // Pass 2: dx.
         float* dxb = dx + b * d.p * d.c;
+        for (int64_t c = 0; c < d.c; ++c) gscale[c] = gamma[c] * r[c];
         for (int64_t p = 0; p < d.p; ++p) {
-          const float* xr = xb + p * d.c;
-          const float* gr = gb + p * d.c;
-          float* out = dxb + p * d.c;
-          for (int64_t c = 0; c < d.c; ++c) {
-            float v = xr[c];
-            float s = Sigmoid(v1[c] * v);
-            out[c] = gr[c] * gamma[c] * r[c] * (s + v1[c] * v * s * (1.f - s)) - (v - mu[c]) * coef[c];
-          }
+          S0GradDxRow(d.c, xb + p * d.c, gb + p * d.c, v1, gscale.data(), mu.data(), coef.data(),
+                      dxb + p * d.c);
         }
       }
     });
@@ -370,13 +426,7 @@ class EvonormB0Op : public OpKernel {
         float* yb = yd + b * d.p * d.c;
         const float* ds = istd + b * d.c;
         for (int64_t p = 0; p < d.p; ++p) {
-          const float* xr = xb + p * d.c;
-          float* yr = yb + p * d.c;
-          for (int64_t c = 0; c < d.c; ++c) {
-            float v = xr[c];
-            float m = std::max(a[c], v1[c] * v + ds[c]);
-            yr[c] = v / m * gamma[c] + beta[c];
-          }
+          B0ForwardRow(d.c, xb + p * d.c, v1, a.data(), ds, gamma, beta, yb + p * d.c);
         }
       }
     });
@@ -451,22 +501,7 @@ class EvonormB0GradOp : public OpKernel {
         float* pa = part.data() + (3 * d.b + b) * d.c;
         float* sq = stq.data() + b * d.c;
         for (int64_t p = 0; p < d.p; ++p) {
-          const float* xr = xb + p * d.c;
-          const float* gr = gb + p * d.c;
-          for (int64_t c = 0; c < d.c; ++c) {
-            float v = xr[c], g = gr[c];
-            float q = v1[c] * v + ds[c];
-            bool use_q = q > a[c];
-            float m = use_q ? q : a[c];
-            float inv = 1.f / m;
-            float t = -g * gamma[c] * v * inv * inv;
-            float tq = use_q ? t : 0.f;
-            sq[c] += tq;
-            pv[c] += tq * v;
-            pa[c] += t - tq;
-            pg[c] += g * v * inv;
-            pb[c] += g;
-          }
+          B0GradSumsRow(d.c, xb + p * d.c, gb + p * d.c, v1, a.data(), ds, gamma, sq, pv, pa, pg, pb);
         }
       }
     });
@@ -500,19 +535,8 @@ class EvonormB0GradOp : public OpKernel {
         for (int64_t c = 0; c < d.c; ++c) inst_coef[c] = stq[b * d.c + c] / (np * ds[c]);
         float* dxb = dx + b * d.p * d.c;
         for (int64_t p = 0; p < d.p; ++p) {
-          const float* xr = xb + p * d.c;
-          const float* gr = gb + p * d.c;
-          float* out = dxb + p * d.c;
-          for (int64_t c = 0; c < d.c; ++c) {
-            float v = xr[c];
-            float gy = gr[c] * gamma[c];
-            float q = v1[c] * v + ds[c];
-            bool use_q = q > a[c];
-            float m = use_q ? q : a[c];
-            float inv = 1.f / m;
-            float tq = use_q ? -gy * v * inv * inv : 0.f;
-            out[c] = gy * inv + v1[c] * tq + (v - mu[c]) * inst_coef[c] + (v - bmean[c]) * batch_coef[c];
-          }
+          B0GradDxRow(d.c, xb + p * d.c, gb + p * d.c, v1, a.data(), ds, gamma, mu, inst_coef.data(), bmean,
+                      batch_coef.data(), dxb + p * d.c);
         }
       }
     });
