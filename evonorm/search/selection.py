@@ -46,11 +46,14 @@ def pareto_frontier(scores: Sequence[Sequence[float]]) -> list[int]:
     Returns:
       The indices of the candidates no other candidate dominates.
     """
-    arr = np.asarray(scores, dtype=np.float64)
+    if len(scores) == 0:
+        return []
+    try:
+        arr = np.asarray(scores, dtype=np.float64)
+    except ValueError as e:
+        raise ValueError(f"scores must be a list of equal-length score vectors: {e}") from None
     if arr.ndim != 2:
         raise ValueError(f"scores must be a list of equal-length score vectors, got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        return []
     # ge[i, j]: i >= j everywhere; gt[i, j]: i > j somewhere. O(n^2 m) -- tournaments are small.
     ge = (arr[:, None, :] >= arr[None, :, :]).all(axis=2)
     gt = (arr[:, None, :] > arr[None, :, :]).any(axis=2)
