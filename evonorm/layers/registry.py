@@ -43,11 +43,12 @@ def get_norm_act_class(name: str, generation: str | None = None):
     return generations.layer_classes(generation)[_CANONICAL[canonical_name(name)]]
 
 
-def create_norm_act(name: str, apply_act: bool = True, generation: str | None = None, **kwargs):
+def create_norm_act(name: str, /, apply_act: bool = True, generation: str | None = None, **kwargs):
     """Creates the norm-act layer registered under ``name``.
 
     Args:
-      name: registry name (see ``list_norm_acts()``), e.g. ``'evonorm_b0'``, ``'bn_relu'``.
+      name: registry name (see ``list_norm_acts()``), e.g. ``'evonorm_b0'``, ``'bn_relu'``;
+        positional-only, so ``name=`` in ``kwargs`` is the Keras layer name.
       apply_act: False gives the no-nonlinearity variant, for positions such as the last norm before a
         residual add (see ``NormActBase`` for what remains).
       generation: Keras generation of the returned layer (see ``get_norm_act_class``).
@@ -69,7 +70,7 @@ def bind_generation(module_name: str, generation: str | None):
     def resolve():
         return generation or generations.default_generation()
 
-    def create(name, apply_act=True, generation=None, **kwargs):
+    def create(name, /, apply_act=True, generation=None, **kwargs):  # positional-only: frees `name=`
         return create_norm_act(name, apply_act=apply_act, generation=generation or resolve(), **kwargs)
 
     def get_class(name, generation=None):
