@@ -35,7 +35,8 @@ DIV_GUARD = 1e-12
 SQRT_TINY = 1e-12
 
 # Rendering precedences: operands binding looser than an operator's requirement get parentheses.
-PREC_ADD, PREC_MUL, PREC_NEG, PREC_POW, PREC_ATOM = 1.0, 2.0, 2.5, 3.0, 4.0
+# Mul binds slightly tighter than Div so that "(a / b)*c" keeps its parentheses (readability).
+PREC_ADD, PREC_DIV, PREC_MUL, PREC_NEG, PREC_POW, PREC_ATOM = 1.0, 2.0, 2.1, 2.5, 3.0, 4.0
 
 # Index sets of Table 2: key -> (text subscript, LaTeX subscript).
 INDEX_SETS = {"bwh": ("bwh", "b,w,h"), "whc": ("whc", "w,h,c"), "wh": ("wh", "w,h"),
@@ -80,6 +81,8 @@ class Primitive:
       operand_precedence: minimal precedence each operand must have to go without parentheses.
       tf_fn: ``(operands, EvalContext) -> tf.Tensor``.
       np_fn: ``(operands, EvalContext) -> np.ndarray`` (the context's ``shape`` is a tuple there).
+      latex_precedence: precedence of the LaTeX rendering (``\\frac`` is atomic); None: ``precedence``.
+      latex_operand_precedence: as ``operand_precedence`` for LaTeX; None: ``operand_precedence``.
       index_set: for aggregations, the key in ``INDEX_SETS``; None for element-wise ops.
       moment: for aggregations, the key in ``MOMENTS``; None for element-wise ops.
     """
@@ -93,8 +96,18 @@ class Primitive:
     operand_precedence: tuple
     tf_fn: Callable = dataclasses.field(repr=False, compare=False)
     np_fn: Callable = dataclasses.field(repr=False, compare=False)
+    latex_precedence: float | None = None
+    latex_operand_precedence: tuple | None = None
     index_set: str | None = None
     moment: str | None = None
+
+    def render_precedence(self, style: str) -> tuple:
+        """``(precedence, operand_precedence)`` for ``style`` 'text' or 'latex'."""
+        if style == "latex":
+            return (self.precedence if self.latex_precedence is None else self.latex_precedence,
+                    self.operand_precedence if self.latex_operand_precedence is None
+                    else self.latex_operand_precedence)
+        return self.precedence, self.operand_precedence
 
     @property
     def is_aggregation(self) -> bool:
@@ -149,9 +162,9 @@ def _np_sigmoid(a):
     return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(a.dtype, copy=False)
 
 
-def _elementwise(name, arity, text, latex, prec, operand_prec, tf_fn, np_fn):
+def _elementwise(name, arity, text, latex, prec, operand_prec, tf_fn, np_fn, **latex_prec):
     return Primitive(name, arity, False, text, latex, prec, operand_prec,
-                     tf_fn=lambda args, ctx: tf_fn(*args), np_fn=lambda args, ctx: np_fn(*args))
+                     tf_fn=lambda args, ctx: tf_fn(*args), np_fn=lambda args, ctx: np_fn(*args), **latex_prec)
 
 
 ELEMENTWISE = (
@@ -159,8 +172,8 @@ ELEMENTWISE = (
                  lambda a, b: a + b, np.add),
     _elementwise("mul", 2, "{0}*{1}", "{0} {1}", PREC_MUL, (PREC_MUL, PREC_POW),
                  lambda a, b: a * b, np.multiply),
-    _elementwise("div", 2, "{0} / {1}", "\\frac{{{0}}}{{{1}}}", PREC_MUL, (PREC_MUL, PREC_POW),
-                 _tf_div, _np_div),
+    _elementwise("div", 2, "{0} / {1}", "\\frac{{{0}}}{{{1}}}", PREC_DIV, (PREC_DIV, PREC_POW),
+                 _tf_div, _np_div, latex_precedence=PREC_ATOM, latex_operand_precedence=(0, 0)),
     _elementwise("max", 2, "max({0}, {1})", "\\max({0}, {1})", PREC_ATOM, (0, 0),
                  lambda a, b: _tf().maximum(a, b), np.maximum),
     _elementwise("neg", 1, "-{0}", "-{0}", PREC_NEG, (PREC_NEG,), lambda a: -a, np.negative),
