@@ -41,6 +41,7 @@ import collections
 import dataclasses
 import json
 import time
+import uuid
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -199,7 +200,10 @@ class _Search:
         self.rejected: collections.Counter[str] = collections.Counter()
         self.best: dict[str, tuple[float, int]] = {}
         self.next_index = 0
-        self.pending: dict[int, _Proposal] = {}  # proposal index -> proposal being evaluated
+        self.pending: dict[tuple, _Proposal] = {}  # (run token, proposal index) -> proposal in flight
+        # Task ids carry a per-run token: a reused executor may still return work of an aborted
+        # earlier run, whose proposal indices this run re-uses; such completions are dropped.
+        self.token = uuid.uuid4().hex
         self.inflight_keys: dict[str, int] = {}
         self.waiting_dups: dict[str, list[_Proposal]] = collections.defaultdict(list)
 
@@ -305,13 +309,15 @@ class _Search:
                     stop_reason = "max_proposals"
                 else:
                     self.submit(self.propose())
-            if not self.pending:
+            if not self.pending and (stop_reason is not None or self.executor.num_in_flight == 0):
                 break
             wait_s = None if self.progress is None else self.progress.interval_s
             if cfg.max_seconds is not None and stop_reason is None:
                 wait_s = max(0.0, min(wait_s or cfg.max_seconds, cfg.max_seconds - (time.monotonic() - start)))
             for done in self.executor.poll(wait_s):
-                self.finish(self.pending.pop(done.task_id), done.result, done.worker, done.wall_s)
+                prop = self.pending.pop(done.task_id, None)
+                if prop is not None:
+                    self.finish(prop, done.result, done.worker, done.wall_s)
             if self.progress is not None:
                 self.progress.maybe_report()
         if stop_reason is None:
@@ -331,9 +337,10 @@ class _Search:
         elif prop.key in self.inflight_keys:
             self.waiting_dups[prop.key].append(prop)
         else:
-            self.pending[prop.index] = prop
+            self.pending[(self.token, prop.index)] = prop
             self.inflight_keys[prop.key] = prop.index
-            self.executor.submit(prop.index, prop.candidate, evaluation_seed(self.config.seed, prop.index))
+            seed = evaluation_seed(self.config.seed, prop.index)
+            self.executor.submit((self.token, prop.index), prop.candidate, seed)
 
 
 def _run(kind, problem, store, config, executor, progress, on_record) -> SearchSummary:

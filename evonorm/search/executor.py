@@ -34,7 +34,7 @@ import os
 import pickle
 import time
 import traceback
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Hashable, Protocol
 
 __all__ = [
     "EvalResult",
@@ -93,7 +93,7 @@ class EvalResult:
 class Completion:
     """One finished task: its id, the validated result, which worker ran it, and driver-side wall time."""
 
-    task_id: int
+    task_id: Hashable
     result: EvalResult
     worker: str
     wall_s: float
@@ -110,8 +110,8 @@ class Executor(Protocol):
     def num_in_flight(self) -> int:
         """Tasks submitted and not yet returned by :meth:`poll`."""
 
-    def submit(self, task_id: int, candidate_json: dict, seed: int) -> None:
-        """Queues one evaluation; never blocks."""
+    def submit(self, task_id: Hashable, candidate_json: dict, seed: int) -> None:
+        """Queues one evaluation under a caller-chosen hashable ``task_id``; never blocks."""
 
     def poll(self, timeout: float | None = None) -> list[Completion]:
         """Waits up to ``timeout`` seconds (None: until one completes) and returns what finished."""
@@ -192,7 +192,7 @@ class InlineExecutor:
 
     def __init__(self, evaluate: Callable[[dict, int], EvalResult]):
         self._evaluate = evaluate
-        self._queue: list[tuple[int, dict, int]] = []
+        self._queue: list[tuple[Hashable, dict, int]] = []
 
     @property
     def capacity(self) -> int:
@@ -202,7 +202,7 @@ class InlineExecutor:
     def num_in_flight(self) -> int:
         return len(self._queue)
 
-    def submit(self, task_id: int, candidate_json: dict, seed: int) -> None:
+    def submit(self, task_id: Hashable, candidate_json: dict, seed: int) -> None:
         self._queue.append((task_id, candidate_json, seed))
 
     def poll(self, timeout: float | None = None) -> list[Completion]:
@@ -278,7 +278,7 @@ class _Slot:
     process: Any
     conn: Any
     pid: int | None = None  # set when the worker reports ready
-    task: tuple[int, dict, int] | None = None
+    task: tuple[Hashable, dict, int] | None = None
     started: float = 0.0
     tasks_done: int = 0
 
@@ -324,7 +324,7 @@ class LocalExecutor:
         self._max_tasks = max_tasks_per_worker
         self._max_startup_failures = max_startup_failures
         self._startup_failures = 0
-        self._backlog: list[tuple[int, dict, int, float]] = []
+        self._backlog: list[tuple[Hashable, dict, int, float]] = []
         self._slots = [self._spawn(i) for i in range(num_workers or default_num_workers())]
 
     @property
@@ -354,7 +354,7 @@ class LocalExecutor:
         self._kill(slot)
         self._slots[slot.index] = self._spawn(slot.index)
 
-    def submit(self, task_id: int, candidate_json: dict, seed: int) -> None:
+    def submit(self, task_id: Hashable, candidate_json: dict, seed: int) -> None:
         self._backlog.append((task_id, candidate_json, seed, time.monotonic()))
         self._assign()
 
@@ -481,6 +481,10 @@ def _ray_evaluate(evaluate, candidate_json: dict, seed: int) -> tuple[dict, str]
     return run_evaluation(evaluate, candidate_json, seed), f"ray:{socket.gethostname()}:{os.getpid()}"
 
 
+def _ray_probe(evaluate) -> bool:
+    return callable(evaluate)
+
+
 def _import_ray():
     try:
         import ray
@@ -527,7 +531,15 @@ class RayExecutor:
         self._timeout_s = timeout_s
         self._remote = ray.remote(max_retries=0, num_cpus=num_cpus_per_task)(_ray_evaluate)
         self._evaluate_ref = ray.put(evaluate)  # shipped to the object store once, not per task
-        self._tasks: dict[Any, tuple[int, float]] = {}  # ObjectRef -> (task_id, submit time)
+        # Fail now, not once per candidate, if workers cannot load evaluate (module not importable).
+        try:
+            ray.get(ray.remote(max_retries=0, num_cpus=0)(_ray_probe).remote(self._evaluate_ref))
+        except Exception as e:
+            raise RuntimeError(
+                f"Ray workers cannot load evaluate={evaluate!r}; make its module importable on the cluster "
+                f"(install the package or pass runtime_env): {e}"
+            ) from e
+        self._tasks: dict[Any, tuple[Hashable, float]] = {}  # ObjectRef -> (task_id, submit time)
 
     @property
     def capacity(self) -> int:
@@ -537,7 +549,7 @@ class RayExecutor:
     def num_in_flight(self) -> int:
         return len(self._tasks)
 
-    def submit(self, task_id: int, candidate_json: dict, seed: int) -> None:
+    def submit(self, task_id: Hashable, candidate_json: dict, seed: int) -> None:
         ref = self._remote.remote(self._evaluate_ref, candidate_json, seed)
         self._tasks[ref] = (task_id, time.monotonic())
 
