@@ -1,0 +1,1 @@
+"""Data pipelines: local readers for real data a user already has on disk (Fashion-MNIST offline by default)."""
