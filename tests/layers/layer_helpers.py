@@ -16,7 +16,7 @@ MODULES = {"tf_keras": legacy, "keras3": keras3}
 V1_RANGE = {"evonorm_b0_no_global": (0.02, 0.08), "evonorm_b0_max_to_add": (0.02, 0.08)}
 
 
-def create(name, generation, apply_act=True, **kwargs):
+def create(name, generation, /, apply_act=True, **kwargs):
     return MODULES[generation].create_norm_act(name, apply_act=apply_act, **kwargs)
 
 
