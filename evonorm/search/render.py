@@ -172,17 +172,27 @@ def draw(graph: Graph, path: str | None = None, title: str | None = None, dpi: i
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     box = dict(boxstyle="round,pad=0.35", linewidth=1.0)
+    ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
+    ax.set_ylim(min(ys) - 0.8, max(ys) + 0.5)
     for k, node in enumerate(g.nodes):
         index = NUM_INITIAL + k
         for slot, i in enumerate(node.inputs):
-            arrow = FancyArrowPatch(pos[i], pos[index], arrowstyle="-|>", mutation_scale=12, shrinkA=16,
-                                    shrinkB=16, color="#555555", linewidth=1.0, zorder=1)
+            (x0, y0), (x1, y1) = pos[i], pos[index]
+            # Edges that skip layers bend so they do not run through the nodes in between.
+            span = round(y0 - y1)
+            rad = 0.0 if span <= 1 else (0.25 if x1 >= x0 else -0.25)
+            arrow = FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=12, shrinkA=14,
+                                    shrinkB=14, color="#555555", linewidth=1.0, zorder=1,
+                                    connectionstyle=f"arc3,rad={rad}")
             ax.add_patch(arrow)
             if node.op == "div":
-                (x0, y0), (x1, y1) = pos[i], pos[index]
-                ax.text(x0 + 0.7 * (x1 - x0), y0 + 0.7 * (y1 - y0), ("num", "den")[slot], fontsize=7,
-                        color="#444444", ha="center", va="center", zorder=3,
-                        bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8))
+                # Label at the curve's midpoint: arc3's control point sits rad * length off the chord,
+                # in display coordinates, and a quadratic Bezier passes halfway to it.
+                (d0x, d0y), (d1x, d1y) = ax.transData.transform([(x0, y0), (x1, y1)])
+                mid = ((d0x + d1x) / 2 + 0.5 * rad * (d1y - d0y), (d0y + d1y) / 2 - 0.5 * rad * (d1x - d0x))
+                mx, my = ax.transData.inverted().transform(mid)
+                ax.text(mx, my, ("num", "den")[slot], fontsize=7, color="#444444", ha="center",
+                        va="center", zorder=3, bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none"))
     for index, (x, y) in pos.items():
         if index < NUM_INITIAL:
             label, color = _LEAF_LABELS[index], _COLORS["leaf"]
@@ -197,8 +207,6 @@ def draw(graph: Graph, path: str | None = None, title: str | None = None, dpi: i
     if g.output_index in pos:
         x, y = pos[g.output_index]
         ax.text(x, y - 0.45, "output", ha="center", va="top", fontsize=8, color="#c0392b")
-    ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
-    ax.set_ylim(min(ys) - 0.8, max(ys) + 0.5)
     ax.axis("off")
     ax.set_title(title if title is not None else to_text(g), fontsize=9)
     fig.tight_layout()
