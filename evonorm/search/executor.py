@@ -16,8 +16,9 @@ So the driver never goes down because of one candidate. Backends (one interface,
 
 * ``'local'`` (:class:`LocalExecutor`): worker processes of the ``spawn`` start method (no forked
   TensorFlow state), one pipe each; defaults to one worker per local core.
-* ``'ray'`` (:class:`RayExecutor`): ``ray.remote`` tasks with ``ray.wait`` timeouts and
-  ``ray.cancel``, for clusters. Ray is imported lazily (``pip install 'evonorm[ray]'``).
+* ``'ray'`` (:class:`~evonorm.search.ray_executor.RayExecutor`): ``ray.remote`` tasks with
+  ``ray.wait`` timeouts and ``ray.cancel``, for clusters. Ray is imported lazily
+  (``pip install 'evonorm[ray]'``).
 * ``'inline'`` (:class:`InlineExecutor`): evaluates in the driver process; no timeouts and no crash
   isolation, meant for debugging and quick tests.
 
@@ -120,7 +121,8 @@ class Executor(Protocol):
         """Stops all workers; in-flight tasks are abandoned."""
 
 
-def _failure(reason: str, error: str) -> EvalResult:
+def failure_result(reason: str, error: str) -> EvalResult:
+    """A rejection with the error text in ``extras['error']``."""
     return EvalResult(rejected=reason, extras={"error": error})
 
 
@@ -134,13 +136,13 @@ def validate_result(obj: Any) -> EvalResult:
     if isinstance(obj, dict):
         obj = EvalResult.from_json(obj)
     if not isinstance(obj, EvalResult):
-        return _failure(CRASH, f"evaluate returned {type(obj).__name__}, expected EvalResult")
+        return failure_result(CRASH, f"evaluate returned {type(obj).__name__}, expected EvalResult")
     try:
         scores = {str(k): float(v) for k, v in obj.scores.items()}
     except (TypeError, ValueError) as e:
-        return _failure(CRASH, f"non-numeric score in {obj.scores!r}: {e}")
+        return failure_result(CRASH, f"non-numeric score in {obj.scores!r}: {e}")
     if obj.rejected is not None and not isinstance(obj.rejected, str):
-        return _failure(CRASH, f"rejected must be a str or None, got {obj.rejected!r}")
+        return failure_result(CRASH, f"rejected must be a str or None, got {obj.rejected!r}")
     bad = {k: repr(v) for k, v in scores.items() if not math.isfinite(v)}
     result = EvalResult(
         scores={k: v for k, v in scores.items() if k not in bad},
@@ -155,7 +157,7 @@ def validate_result(obj: Any) -> EvalResult:
     try:
         json.dumps(result.to_json(), allow_nan=False)
     except (TypeError, ValueError) as e:
-        return _failure(CRASH, f"evaluate returned a result that is not JSON-serializable: {e}")
+        return failure_result(CRASH, f"evaluate returned a result that is not JSON-serializable: {e}")
     return result
 
 
@@ -164,7 +166,7 @@ def run_evaluation(evaluate: Callable, candidate_json: dict, seed: int) -> dict:
     try:
         result = validate_result(evaluate(candidate_json, seed))
     except BaseException:  # SystemExit/KeyboardInterrupt from user code are crashes too.
-        result = _failure(CRASH, traceback.format_exc(limit=30))
+        result = failure_result(CRASH, traceback.format_exc(limit=30))
     return result.to_json()
 
 
@@ -242,6 +244,8 @@ def make_executor(
     if backend == "local":
         return LocalExecutor(evaluate, num_workers=num_workers, timeout_s=timeout_s, **kwargs)
     if backend == "ray":
+        from evonorm.search.ray_executor import RayExecutor  # noqa: PLC0415
+
         return RayExecutor(evaluate, num_workers=num_workers, timeout_s=timeout_s, **kwargs)
     if backend == "inline":
         return InlineExecutor(evaluate)
@@ -408,7 +412,7 @@ class LocalExecutor:
                     f"code {code}); check that evaluate's module is importable in a fresh interpreter"
                 )
         if slot.task is not None:
-            self._finish(slot, _failure(CRASH, f"worker process died with exit code {code}"), out)
+            self._finish(slot, failure_result(CRASH, f"worker process died with exit code {code}"), out)
         self._replace(slot)
 
     def poll(self, timeout: float | None = None) -> list[Completion]:
@@ -425,7 +429,7 @@ class LocalExecutor:
                         self._handle_messages(slot, out)  # it may have just finished
                         if slot.task is not None:
                             msg = f"evaluation exceeded timeout_s={self._timeout_s}; worker killed"
-                            self._finish(slot, _failure(TIMEOUT, msg), out)
+                            self._finish(slot, failure_result(TIMEOUT, msg), out)
                             self._replace(slot)
             if out or self.num_in_flight == 0:
                 return out
@@ -470,130 +474,10 @@ class LocalExecutor:
         self.close()
 
 
-# ----------------------------------------------------------------------------------------------
-# Ray backend: the same contract on a cluster. Crashed Ray workers surface as exceptions from
-# ray.get; hung tasks are cancelled with force=True, which kills their worker process.
+def __getattr__(name):
+    # RayExecutor lives in its own module; importing it does not import Ray either.
+    if name == "RayExecutor":
+        from evonorm.search.ray_executor import RayExecutor  # noqa: PLC0415
 
-
-def _ray_evaluate(evaluate, candidate_json: dict, seed: int) -> tuple[dict, str]:
-    import socket
-
-    return run_evaluation(evaluate, candidate_json, seed), f"ray:{socket.gethostname()}:{os.getpid()}"
-
-
-def _ray_probe(evaluate) -> bool:
-    return callable(evaluate)
-
-
-def _import_ray():
-    try:
-        import ray
-    except ImportError as e:
-        raise ImportError(
-            "backend='ray' needs Ray, which is not installed: pip install 'evonorm[ray]'"
-        ) from e
-    return ray
-
-
-class RayExecutor:
-    """Evaluates candidates as Ray tasks (``ray.remote``), for multi-machine searches.
-
-    Args:
-      evaluate: picklable ``evaluate(candidate_json, seed) -> EvalResult``.
-      num_workers: tasks in flight (default: the cluster's CPUs divided by ``num_cpus_per_task``).
-      timeout_s: per-evaluation wall-time limit measured from submission; on expiry the task is
-        cancelled with ``ray.cancel(force=True)`` and recorded as 'timeout'.
-      address: passed to ``ray.init`` when Ray is not initialized yet (None: start a local Ray).
-      num_cpus_per_task: CPUs Ray reserves per evaluation.
-      init_kwargs: extra ``ray.init`` keyword arguments.
-    """
-
-    def __init__(
-        self,
-        evaluate: Callable[[dict, int], EvalResult],
-        num_workers: int | None = None,
-        timeout_s: float | None = None,
-        address: str | None = None,
-        num_cpus_per_task: float = 1,
-        init_kwargs: dict | None = None,
-    ):
-        ray = _import_ray()
-        check_picklable(evaluate)
-        self._ray = ray
-        if not ray.is_initialized():
-            ray.init(address=address, **(init_kwargs or {}))
-        if num_workers is None:
-            cpus = ray.cluster_resources().get("CPU", 1)
-            num_workers = max(1, int(cpus // num_cpus_per_task))
-        if num_workers < 1:
-            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
-        self._capacity = num_workers
-        self._timeout_s = timeout_s
-        self._remote = ray.remote(max_retries=0, num_cpus=num_cpus_per_task)(_ray_evaluate)
-        self._evaluate_ref = ray.put(evaluate)  # shipped to the object store once, not per task
-        # Fail now, not once per candidate, if workers cannot load evaluate (module not importable).
-        try:
-            ray.get(ray.remote(max_retries=0, num_cpus=0)(_ray_probe).remote(self._evaluate_ref))
-        except Exception as e:
-            raise RuntimeError(
-                f"Ray workers cannot load evaluate={evaluate!r}; make its module importable on the cluster "
-                f"(install the package or pass runtime_env): {e}"
-            ) from e
-        self._tasks: dict[Any, tuple[Hashable, float]] = {}  # ObjectRef -> (task_id, submit time)
-
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
-    @property
-    def num_in_flight(self) -> int:
-        return len(self._tasks)
-
-    def submit(self, task_id: Hashable, candidate_json: dict, seed: int) -> None:
-        ref = self._remote.remote(self._evaluate_ref, candidate_json, seed)
-        self._tasks[ref] = (task_id, time.monotonic())
-
-    def poll(self, timeout: float | None = None) -> list[Completion]:
-        ray = self._ray
-        deadline = None if timeout is None else time.monotonic() + timeout
-        out: list[Completion] = []
-        while self._tasks:
-            now = time.monotonic()
-            if self._timeout_s is not None:
-                for ref, (task_id, started) in list(self._tasks.items()):
-                    if now - started > self._timeout_s:
-                        ray.cancel(ref, force=True)
-                        del self._tasks[ref]
-                        msg = f"evaluation exceeded timeout_s={self._timeout_s}; task cancelled"
-                        out.append(Completion(task_id, _failure(TIMEOUT, msg), "ray", now - started))
-            if out or not self._tasks:
-                return out
-            waits = [] if deadline is None else [deadline - now]
-            if self._timeout_s is not None:
-                waits += [s + self._timeout_s - now for _, s in self._tasks.values()]
-            wait_s = max(0.0, min(waits)) if waits else None
-            ready, _ = ray.wait(list(self._tasks), num_returns=1, timeout=wait_s)
-            if ready:
-                ready, _ = ray.wait(list(self._tasks), num_returns=len(self._tasks), timeout=0)
-            for ref in ready:
-                task_id, started = self._tasks.pop(ref)
-                try:
-                    payload, worker = ray.get(ref)
-                    result = validate_result(payload)
-                except Exception as e:  # WorkerCrashedError, RayTaskError, ...
-                    result, worker = _failure(CRASH, f"{type(e).__name__}: {e}"), "ray"
-                out.append(Completion(task_id, result, worker, time.monotonic() - started))
-            if out or (deadline is not None and time.monotonic() >= deadline):
-                return out
-        return out
-
-    def close(self) -> None:
-        for ref in list(self._tasks):
-            self._ray.cancel(ref, force=True)
-        self._tasks.clear()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        return RayExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
