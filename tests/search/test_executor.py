@@ -150,7 +150,10 @@ def test_ray_missing_names_the_extra(monkeypatch):
 @pytest.mark.slow
 def test_ray_executor_failure_modes():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Ray workers do not inherit sys.path: make this test module importable to them.
+    here = os.path.dirname(os.path.abspath(__file__))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([here] + sys.path)}})
     try:
         modes = ["ok", "raise", "exit", "hang", "nan"]
         with ex.make_executor(chaos_evaluate, backend="ray", timeout_s=10.0) as pool:
