@@ -86,6 +86,12 @@ def _read_idx(path: str, magic: int, count: int, item_shape: tuple) -> np.ndarra
     return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 
+def _require(directory: str, names) -> None:
+    missing = [name for name in names if not os.path.isfile(os.path.join(directory, name))]
+    if missing:
+        raise FashionMNISTNotFoundError(missing_message(directory, missing))
+
+
 def load_split(split: str, path: str | None = None):
     """One split as uint8 arrays: images ``[N, 28, 28, 1]`` and labels ``[N]`` in 0..9.
 
@@ -101,10 +107,7 @@ def load_split(split: str, path: str | None = None):
         raise ValueError(f"split must be one of {sorted(FILES)}, got {split!r}.")
     directory = data_dir(path)
     images_name, labels_name, count = FILES[split]
-    missing = [name for name in (images_name, labels_name)
-               if not os.path.isfile(os.path.join(directory, name))]
-    if missing:
-        raise FashionMNISTNotFoundError(missing_message(directory, missing))
+    _require(directory, (images_name, labels_name))
     images = _read_idx(os.path.join(directory, images_name), _IMAGES_MAGIC, count, (28, 28))
     labels = _read_idx(os.path.join(directory, labels_name), _LABELS_MAGIC, count, ())
     if labels.max() >= NUM_CLASSES:
@@ -114,6 +117,7 @@ def load_split(split: str, path: str | None = None):
 
 def load(path: str | None = None):
     """``((x_train, y_train), (x_test, y_test))`` as uint8 arrays (see ``load_split``)."""
+    _require(data_dir(path), [name for split in FILES.values() for name in split[:2]])
     return load_split("train", path), load_split("test", path)
 
 
