@@ -32,7 +32,8 @@ PROBE_SHAPE = (4, 4, 4, 8)  # (batch, height, width, channels) of each probe bat
 PROBE_GROUPS = 2
 PROBE_EPSILON = 1e-5
 MANTISSA_BITS = 20
-CONSTANT_RTOL = 1e-6
+CONSTANT_RTOL = 1e-4  # float32 noise: s2_wh(mu_wh(x)) varies by ~1e-5 relative across probes
+CONSTANT_ATOL = 1e-6
 
 
 def _make_probes():
@@ -95,7 +96,7 @@ def check_outputs(graph: Graph) -> str | None:
         kinds = "nan" if np.isnan(y).any() else "inf"
         return f"non-finite: {kinds} outputs on probe batch(es) {probes} (float32)"
     reference = y[0]
-    if all(np.allclose(y[p], reference, rtol=CONSTANT_RTOL, atol=1e-12) for p in range(1, len(y))):
+    if all(np.allclose(y[p], reference, rtol=CONSTANT_RTOL, atol=CONSTANT_ATOL) for p in range(1, len(y))):
         return "constant: the output is the same for every probe input"
     return None
 
