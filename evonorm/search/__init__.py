@@ -7,7 +7,11 @@ NumPy fingerprint (``fingerprint``) are pure Python/NumPy. ``keras_layer`` (impo
 ``graph_to_layer``) turns a graph into a Keras layer of either generation.
 """
 
+from evonorm.search.fingerprint import check_outputs, fingerprint
+from evonorm.search.generator import SpaceConfig, random_graph
 from evonorm.search.graph import Graph, Node, evaluate, evaluate_numpy
+from evonorm.search.known_graphs import KNOWN_GRAPHS, get_known_graph
+from evonorm.search.mutation import mutate, mutate_with_index
 from evonorm.search.primitives import PRIMITIVES, op_names
 
 
@@ -19,4 +23,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'evonorm.search' has no attribute {name!r}")
 
 
-__all__ = ["Graph", "Node", "evaluate", "evaluate_numpy", "PRIMITIVES", "op_names", "graph_to_layer"]
+__all__ = ["Graph", "Node", "evaluate", "evaluate_numpy", "PRIMITIVES", "op_names", "SpaceConfig",
+           "random_graph", "mutate", "mutate_with_index", "fingerprint", "check_outputs", "KNOWN_GRAPHS",
+           "get_known_graph", "graph_to_layer"]

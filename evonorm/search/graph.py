@@ -66,7 +66,8 @@ class Graph:
             if prim is None:
                 raise ValueError(f"node {index}: op must be a string, got {op!r}")
             if isinstance(inputs, (str, bytes)) or not hasattr(inputs, "__iter__"):
-                raise ValueError(f"node {index} ({op}): inputs must be a list of node indices, got {inputs!r}")
+                raise ValueError(f"node {index} ({op}): inputs must be a list of node indices, "
+                                 f"got {inputs!r}")
             inputs = tuple(inputs)
             if len(inputs) != prim.arity:
                 raise ValueError(f"node {index} ({op}): has {len(inputs)} inputs, the op takes {prim.arity}")
@@ -224,15 +225,16 @@ class Graph:
         nodes = []
         for k, node in enumerate(data["nodes"]):
             if not isinstance(node, dict) or set(node) != {"op", "inputs"}:
-                raise ValueError(f"graph JSON node {NUM_INITIAL + k}: expected {{'op': ..., 'inputs': [...]}}, "
-                                 f"got {node!r}")
+                raise ValueError(f"graph JSON node {NUM_INITIAL + k}: expected "
+                                 f"{{'op': ..., 'inputs': [...]}}, got {node!r}")
             if not isinstance(node["inputs"], list):
                 raise ValueError(f"graph JSON node {NUM_INITIAL + k}: 'inputs' must be a list, "
                                  f"got {node['inputs']!r}")
             nodes.append((node["op"], node["inputs"]))
         graph = cls(nodes)
         if max_nodes is not None and graph.num_nodes > max_nodes:
-            raise ValueError(f"graph has {graph.num_nodes} intermediate nodes, more than max_nodes={max_nodes}")
+            raise ValueError(f"graph has {graph.num_nodes} intermediate nodes, "
+                             f"more than max_nodes={max_nodes}")
         return graph
 
     @classmethod

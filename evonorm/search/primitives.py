@@ -37,6 +37,8 @@ SQRT_TINY = 1e-12
 # Rendering precedences: operands binding looser than an operator's requirement get parentheses.
 # Mul binds slightly tighter than Div so that "(a / b)*c" keeps its parentheses (readability).
 PREC_ADD, PREC_DIV, PREC_MUL, PREC_NEG, PREC_POW, PREC_ATOM = 1.0, 2.0, 2.1, 2.5, 3.0, 4.0
+# A LaTeX fraction needs no parentheses except under a power: (\frac{a}{b})^2.
+PREC_FRAC = 3.5
 
 # Index sets of Table 2: key -> (text subscript, LaTeX subscript).
 INDEX_SETS = {"bwh": ("bwh", "b,w,h"), "whc": ("whc", "w,h,c"), "wh": ("wh", "w,h"),
@@ -173,7 +175,7 @@ ELEMENTWISE = (
     _elementwise("mul", 2, "{0}*{1}", "{0} {1}", PREC_MUL, (PREC_MUL, PREC_POW),
                  lambda a, b: a * b, np.multiply),
     _elementwise("div", 2, "{0} / {1}", "\\frac{{{0}}}{{{1}}}", PREC_DIV, (PREC_DIV, PREC_POW),
-                 _tf_div, _np_div, latex_precedence=PREC_ATOM, latex_operand_precedence=(0, 0)),
+                 _tf_div, _np_div, latex_precedence=PREC_FRAC, latex_operand_precedence=(0, 0)),
     _elementwise("max", 2, "max({0}, {1})", "\\max({0}, {1})", PREC_ATOM, (0, 0),
                  lambda a, b: _tf().maximum(a, b), np.maximum),
     _elementwise("neg", 1, "-{0}", "-{0}", PREC_NEG, (PREC_NEG,), lambda a: -a, np.negative),

@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 from evonorm.search import primitives
@@ -199,16 +201,20 @@ def draw(graph: Graph, path: str | None = None, title: str | None = None, dpi: i
         else:
             prim = primitives.get(g.node(index).op)
             label = node_label(prim.name)
-            kind = "batch" if prim.batch_dependent else ("aggregation" if prim.is_aggregation else "elementwise")
+            kind = ("batch" if prim.batch_dependent
+                    else "aggregation" if prim.is_aggregation else "elementwise")
             color = _COLORS[kind]
         edge = "#c0392b" if index == g.output_index else "#333333"
         ax.text(x, y, label, ha="center", va="center", fontsize=10, zorder=2,
-                bbox=dict(box, facecolor=color, edgecolor=edge, linewidth=2.0 if index == g.output_index else 1.0))
+                bbox=dict(box, facecolor=color, edgecolor=edge,
+                          linewidth=2.0 if index == g.output_index else 1.0))
     if g.output_index in pos:
         x, y = pos[g.output_index]
         ax.text(x, y - 0.45, "output", ha="center", va="top", fontsize=8, color="#c0392b")
     ax.axis("off")
-    ax.set_title(title if title is not None else to_text(g), fontsize=9)
+    # Wrap long formulas to the figure width (about 11 characters per inch at this font size).
+    ax.set_title(textwrap.fill(title if title is not None else to_text(g), width=max(30, int(width * 11))),
+                 fontsize=9)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=dpi)

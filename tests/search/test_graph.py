@@ -18,7 +18,8 @@ B0_NODES = [("std_bwh", (0,)), ("mul", (3, 0)), ("std_wh", (0,)), ("add", (5, 6)
 def test_table2_primitives():
     ops = primitives.op_names()
     assert len(ops) == 12 + 12
-    assert {p.name for p in primitives.ALL_PRIMITIVES if p.batch_dependent} == {"mean_bwh", "rms_bwh", "std_bwh"}
+    batch = {p.name for p in primitives.ALL_PRIMITIVES if p.batch_dependent}
+    assert batch == {"mean_bwh", "rms_bwh", "std_bwh"}
     assert set(primitives.op_names(allow_batch_ops=False)) == set(ops) - {"mean_bwh", "rms_bwh", "std_bwh"}
     assert sum(p.arity == 2 for p in primitives.ALL_PRIMITIVES) == 4  # Add, Mul, Div, Max
     with pytest.raises(ValueError, match="unknown primitive op 'relu'"):
