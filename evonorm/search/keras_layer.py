@@ -31,6 +31,8 @@ from evonorm.search import graph as graph_lib
 from evonorm.search.graph import Graph
 
 _MOVING_INIT = {"mean": "zeros", "mean_square": "ones", "variance": "ones"}
+# The evaluator branches on Python values only; converting it with AutoGraph would only add noise.
+_evaluate_graph = tf.autograph.experimental.do_not_convert(graph_lib.evaluate)
 
 
 def as_graph(graph) -> Graph:
@@ -87,7 +89,7 @@ class _GraphNormActMixin(NormActBase):
         return {index: getattr(self, name) for index, name in self._moving_names.items()}
 
     def _evaluate(self, x, training, moving_stats=None):
-        return graph_lib.evaluate(
+        return _evaluate_graph(
             self.graph, x,
             self._param(self.v0) if self.graph.uses_v0 else None,
             self._param(self.v1) if self.graph.uses_v1 else None,

@@ -164,9 +164,16 @@ def _np_sigmoid(a):
     return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(a.dtype, copy=False)
 
 
-def _elementwise(name, arity, text, latex, prec, operand_prec, tf_fn, np_fn, **latex_prec):
-    return Primitive(name, arity, False, text, latex, prec, operand_prec,
-                     tf_fn=lambda args, ctx: tf_fn(*args), np_fn=lambda args, ctx: np_fn(*args), **latex_prec)
+def _elementwise(name, arity, text, latex, prec, operand_prec, tf_math, np_math, **latex_prec):
+    # Named closures rather than lambdas: AutoGraph cannot parse two lambdas on one line.
+    def tf_fn(args, ctx):
+        return tf_math(*args)
+
+    def np_fn(args, ctx):
+        return np_math(*args)
+
+    return Primitive(name, arity, False, text, latex, prec, operand_prec, tf_fn=tf_fn, np_fn=np_fn,
+                     **latex_prec)
 
 
 ELEMENTWISE = (
