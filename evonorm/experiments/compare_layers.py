@@ -26,8 +26,8 @@ from evonorm.data import fashion_mnist
 from evonorm.experiments import report
 
 DEFAULT_LAYERS = ("bn_relu", "gn_relu", "evonorm_b0", "evonorm_s0")
-# 1200 steps of batch 128 (2.6 epochs) for 4 layers took ~7-10 min on 2 shared cores (results.md).
-DEFAULT_STEPS = 1200
+# 1000 steps of batch 128 (2.1 epochs) for the 4 layers: ~6-10 min on 2 cores (official/results/).
+DEFAULT_STEPS = 1000
 
 
 @dataclasses.dataclass
@@ -39,6 +39,9 @@ class CompareConfig:
     batch_size: int = 128
     depth: int = 8
     width: int = 16
+    # Channel groups of grouped layers (GN, S series): 16/32/64 channels -> 2/4/8 per group. The layers'
+    # own default (up to 32 groups) would make the 16-channel stage an instance norm (1 per group).
+    groups: int | None = 8
     seed: int = 0
     eval_every: int = 200
     eval_examples: int = 0  # 0: the full 10,000-image test set
@@ -99,7 +102,8 @@ def train_layer(layer: str, config: CompareConfig, data, log, eta_after=lambda r
     tf_keras.backend.clear_session()
     tf_keras.utils.set_random_seed(config.seed)  # same initialization stream for every layer
     model = build_preact_resnet(depth=config.depth, norm_act=layer, input_shape=x_train.shape[1:],
-                                num_classes=fashion_mnist.NUM_CLASSES, width=config.width)
+                                num_classes=fashion_mnist.NUM_CLASSES, width=config.width,
+                                **({"groups": config.groups} if config.groups else {}))
     train_ds = fashion_mnist.make_dataset(x_train, y_train, config.batch_size, training=True,
                                           seed=config.seed, augment=config.augment)
     test_ds = fashion_mnist.make_dataset(x_test, y_test, 1000)
@@ -224,6 +228,8 @@ def define_flags(flag_values=None):
                          "(0: only at the end).", flag_values=fv)
     flags.DEFINE_integer("eval_examples", 0, "Evaluate on the first N test images only (0: all 10,000).",
                          flag_values=fv)
+    flags.DEFINE_integer("groups", d.groups, "Channel groups of GN and S-series layers (0: each layer's "
+                         "own default).", flag_values=fv)
     flags.DEFINE_float("base_lr", d.base_lr, "Peak learning rate (cosine decay, 5% warmup).", flag_values=fv)
     flags.DEFINE_float("weight_decay", d.weight_decay, "L2 on conv/dense kernels.", flag_values=fv)
     return fv
@@ -238,7 +244,7 @@ def main(argv):
     fv = flags.FLAGS
     config = CompareConfig(layers=tuple(fv.layers), steps=fv.steps, batch_size=fv.batch_size, depth=fv.depth,
                            seed=fv.seed, workdir=fv.workdir, data_dir=fv.data_dir, eval_every=fv.eval_every,
-                           eval_examples=fv.eval_examples, base_lr=fv.base_lr, weight_decay=fv.weight_decay)
+                           eval_examples=fv.eval_examples, groups=fv.groups or None, base_lr=fv.base_lr, weight_decay=fv.weight_decay)
     command = " ".join(["python"] + sys.argv)
     try:
         run(config, command=command)

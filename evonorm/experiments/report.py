@@ -61,7 +61,8 @@ def markdown(summary: dict) -> str:
         f"from the same seed for {c['steps']} SGD steps of batch {c['batch_size']} "
         f"(momentum 0.9, peak LR {c['base_lr']}, cosine decay, {c['warmup_fraction']:.0%} warmup, "
         f"weight decay {c['weight_decay']} on conv/dense kernels only, "
-        f"{'random crop + flip' if c['augment'] else 'no augmentation'}); test accuracy is measured "
+        f"{'random crop + flip' if c['augment'] else 'no augmentation'}; grouped layers use "
+        f"{c['groups'] or 'their default'} groups); test accuracy is measured "
         f"on {eval_note}. One seed: differences of a few tenths of "
         f"a percent are within noise. This is a small CPU sanity check, not the paper's ImageNet "
         f"result.",
