@@ -7,8 +7,8 @@ by round so drifting machine load hits every layer alike:
   CIFAR ResNet), baseline ``tf_keras.layers.BatchNormalization`` (fused kernel) + ReLU.
 * step: one SGD training step of a pre-activation ResNet-8 / ResNet-20 on 32x32x3 inputs, baseline
   the same network with this project's ``bn_relu`` (TensorFlow's fused batch-norm kernel + ReLU; the
-  layer rows show it at Keras BN-ReLU speed). Peak memory of a step is the growth of the process's
-  peak RSS over the first training steps, measured in a fresh subprocess per network and layer.
+  layer rows show it at Keras BN-ReLU speed). Peak memory of a step is the peak of TensorFlow's CPU
+  allocator during one step (``tf.config.experimental.get_memory_info``).
 
 Rows marked ``(tf)`` run the same layer with the fused CPU kernels disabled (``evonorm.kernels``),
 to show what they buy. Timings use ``tf.function`` without XLA, as FACTS.md recommends on CPU.
@@ -16,13 +16,9 @@ to show what they buy. Timings use ``tf.function`` without XLA, as FACTS.md reco
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -64,7 +60,7 @@ def _trace(fn, fused: bool):
         return fn()
 
 
-def _time_interleaved(fns: dict, rounds: int, reps: int) -> dict:
+def time_interleaved(fns: dict, rounds: int, reps: int) -> dict:
     times = {k: [] for k in fns}
     for _ in range(rounds):
         for key, fn in fns.items():
@@ -109,7 +105,7 @@ def bench_layers(names, shape=(128, 32, 32, 16), rounds=7, reps=5) -> dict:
     fns = {KERAS_BN: layer_step_fn(KERAS_BN, shape)}
     for name in names:
         fns[name] = layer_step_fn(name, shape)
-    return _time_interleaved(fns, rounds, reps)
+    return time_interleaved(fns, rounds, reps)
 
 
 def model_step_fn(name: str, depth: int, batch: int, seed: int = 0, trace: bool = True):
@@ -136,25 +132,12 @@ def model_step_fn(name: str, depth: int, batch: int, seed: int = 0, trace: bool 
     return step
 
 
-def bench_steps(names, depth: int, batch: int = 128, rounds=5, reps=3) -> dict:
-    """Median seconds per training step for each layer name on the same network."""
-    fns = {name: model_step_fn(name, depth, batch) for name in names}
-    return _time_interleaved(fns, rounds, reps)
+def peak_memory_mb(step) -> float:
+    """Peak TensorFlow CPU allocator memory (MiB) during one call of a traced training ``step``.
 
-
-def peak_memory_mb(name: str, depth: int, batch: int = 128, steps: int = 3) -> float:
-    """Growth of peak RSS (MiB) over ``steps`` training steps, in a fresh subprocess."""
-    code = (
-        "import json,resource,sys;from evonorm import benchmark as b;"
-        f"step=b.model_step_fn({name!r},{depth},{batch},trace=False);"
-        "r0=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
-        f"b._trace(step,b._variant({name!r})[1]);"
-        f"[step().numpy() for _ in range({steps})];"
-        "print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss-r0)/1024))")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    return float(json.loads(out.stdout.strip().splitlines()[-1]))
-
-
-def self_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Counts every tensor TensorFlow allocates (activations kept for the backward pass, gradients,
+    temporaries), which is what differs between norm-act layers; weights are included in every row.
+    """
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    np.asarray(step())
+    return tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20

@@ -45,21 +45,20 @@ def run(layers=None, step_layers=DEFAULT_STEP_LAYERS, depths=(8, 20), batch=128,
     ]
     for depth in depths:
         log.info("training step of pre-act ResNet-%d, batch %d", depth, batch)
-        steps = benchmark.bench_steps(step_layers, depth, batch)
+        fns = {name: benchmark.model_step_fn(name, depth, batch) for name in step_layers}
+        steps = benchmark.time_interleaved(fns, rounds=5, reps=3)
         step_base = steps["bn_relu"]
+        mems = {name: benchmark.peak_memory_mb(fn) for name, fn in fns.items()} if memory else {}
         rows = []
-        mem_base = benchmark.peak_memory_mb("bn_relu", depth, batch) if memory else None
         for name, sec in steps.items():
             row = [name, f"{sec * 1e3:.1f}", f"{sec / step_base:.2f}x"]
             if memory:
-                mem = mem_base if name == "bn_relu" else benchmark.peak_memory_mb(name, depth, batch)
-                row += [f"{mem:.0f}", f"{mem / mem_base:.2f}x"]
+                row += [f"{mems[name]:.0f}", f"{mems[name] / mems['bn_relu']:.2f}x"]
             rows.append(row)
         header = ["layer", "ms / step", "vs BN-ReLU"] + (["peak MiB", "vs BN-ReLU"] if memory else [])
         sections += ["", f"## Training step, pre-activation ResNet-{depth}, batch {batch}, 32x32x3, SGD", "",
                      "Baseline: the same network with `bn_relu` (TensorFlow's fused batch-norm kernel + ReLU)."
-                     + (" Peak MiB: growth of the process's peak RSS over the first training steps, one fresh"
-                        " process per row." if memory else ""), "", _table(header, rows)]
+                     + (" Peak MiB: peak of TensorFlow's CPU allocator during one training step." if memory else ""), "", _table(header, rows)]
     text = "\n".join(sections) + "\n"
     print(text)
     with open(output, "w", encoding="utf-8") as f:
