@@ -83,8 +83,9 @@ def test_channel_broadcast_pitfalls(name, shape, generation, rng):
 def test_tensorflow_formula_path_matches_reference(name, rng):
     """B0 and S0 use fused CPU kernels when available; the pure TF path must agree as well."""
     with kernels.disabled():
-        _check_train_then_infer(name, "keras3", (4, 6, 5, 8), rng, groups=4)
-        _check_train_then_infer(name, "tf_keras", (2, 3, 5, 6), rng, groups=3)
+        for generation in GENERATIONS:
+            for shape in [(4, 6, 5, 8), PITFALL_SHAPES["b_eq_c"], PITFALL_SHAPES["h_eq_c"]]:
+                _check_train_then_infer(name, generation, shape, rng, groups=shape[-1] // 2)
 
 
 @pytest.mark.parametrize("generation", GENERATIONS)
