@@ -1,1 +1,1 @@
-"""Data pipelines: local readers for real data a user already has on disk (Fashion-MNIST offline by default)."""
+"""Data pipelines: local readers for real data already on disk (offline Fashion-MNIST by default)."""

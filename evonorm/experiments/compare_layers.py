@@ -30,6 +30,10 @@ DEFAULT_LAYERS = ("bn_relu", "gn_relu", "evonorm_b0", "evonorm_s0")
 DEFAULT_STEPS = 1000
 
 
+class ConfigError(ValueError):
+    """A setting of ``CompareConfig`` is invalid (reported as a usage error on the command line)."""
+
+
 @dataclasses.dataclass
 class CompareConfig:
     """Settings of one comparison; every field but ``workdir``/``data_dir`` keys the resume cache."""
@@ -52,6 +56,38 @@ class CompareConfig:
     log_every: int = 50
     workdir: str = "runs/compare_layers"
     data_dir: str | None = None
+
+    def validate(self) -> list:
+        """Checks the settings before any training; returns the canonical layer names.
+
+        Raises:
+          ConfigError: naming the first bad setting.
+        """
+        try:
+            return self._validate()
+        except ConfigError:
+            raise
+        except ValueError as err:  # from the registry or the ResNet depth rule
+            raise ConfigError(str(err)) from err
+
+    def _validate(self) -> list:
+        from evonorm.layers.registry import canonical_name  # noqa: PLC0415 - imports TensorFlow
+        from evonorm.vision.cifar_resnet import blocks_per_stage  # noqa: PLC0415
+
+        layers = [canonical_name(name) for name in self.layers]
+        if not layers or len(set(layers)) != len(layers):
+            raise ConfigError(f"layers must be a non-empty list without duplicates, got {list(self.layers)}.")
+        blocks_per_stage(self.depth)
+        for name in ("steps", "batch_size", "width", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}.")
+        for name in ("eval_every", "eval_examples"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}.")
+        if self.groups is not None and self.width % self.groups:
+            raise ConfigError(f"groups={self.groups} must divide the width {self.width} "
+                              f"(and so every stage).")
+        return layers
 
     def resume_key(self) -> dict:
         """The settings a finished layer must share with this run to be reused."""
@@ -154,14 +190,7 @@ def run(config: CompareConfig, command: str = "", log=None) -> dict:
     start = time.perf_counter()
     # The data first: when it is missing, say so before the slow TensorFlow import.
     train, test = fashion_mnist.load(config.data_dir)
-    from evonorm.layers.registry import canonical_name  # noqa: PLC0415
-
-    layers = [canonical_name(name) for name in config.layers]
-    if config.eval_examples < 0 or config.eval_every < 0:
-        raise ValueError(f"eval_examples and eval_every must be >= 0, got {config.eval_examples}, "
-                         f"{config.eval_every}.")
-    if len(set(layers)) != len(layers):
-        raise ValueError(f"duplicate layers in {list(config.layers)}.")
+    layers = config.validate()
     if config.eval_examples:
         test = (test[0][:config.eval_examples], test[1][:config.eval_examples])
     data_path = fashion_mnist.data_dir(config.data_dir)
@@ -216,7 +245,8 @@ def define_flags(flag_values=None):
     if "steps" in fv and "eval_examples" in fv:
         return fv
     d = CompareConfig()
-    flags.DEFINE_list("layers", list(d.layers), "Norm-act layers to compare (registry names).", flag_values=fv)
+    flags.DEFINE_list("layers", list(d.layers), "Norm-act layers to compare (registry names).",
+                      flag_values=fv)
     flags.DEFINE_integer("steps", d.steps, "SGD steps per layer.", flag_values=fv)
     flags.DEFINE_integer("batch_size", d.batch_size, "Training batch size.", flag_values=fv)
     flags.DEFINE_integer("depth", d.depth, "ResNet depth, 6n+2 (8, 14, 20...).", flag_values=fv)
@@ -235,19 +265,30 @@ def define_flags(flag_values=None):
     return fv
 
 
-def main(argv):
-    """absl entry point (``scripts/compare_layers.py``); exits 1 with a short message if data is missing."""
+def main(argv, flag_values=None):
+    """absl entry point (``scripts/compare_layers.py``).
+
+    Missing or corrupt data exits with status 1 and a one-paragraph message; a bad flag is an absl
+    ``UsageError`` (status 1, no traceback).
+
+    Args:
+      argv: remaining command-line arguments (none expected).
+      flag_values: parsed flags from ``define_flags`` (default: absl's global FLAGS).
+    """
     from absl import app, flags  # noqa: PLC0415
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    fv = flags.FLAGS
+    fv = flag_values or flags.FLAGS
     config = CompareConfig(layers=tuple(fv.layers), steps=fv.steps, batch_size=fv.batch_size, depth=fv.depth,
                            seed=fv.seed, workdir=fv.workdir, data_dir=fv.data_dir, eval_every=fv.eval_every,
-                           eval_examples=fv.eval_examples, groups=fv.groups or None, base_lr=fv.base_lr, weight_decay=fv.weight_decay)
+                           eval_examples=fv.eval_examples, groups=fv.groups or None, base_lr=fv.base_lr,
+                           weight_decay=fv.weight_decay)
     command = " ".join(["python"] + sys.argv)
     try:
         run(config, command=command)
+    except ConfigError as err:
+        raise app.UsageError(str(err)) from err
     except (fashion_mnist.FashionMNISTNotFoundError, fashion_mnist.FashionMNISTFormatError) as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -53,7 +53,8 @@ def markdown(summary: dict) -> str:
     """The full ``results.md``: what ran, on what data and machine, and the table."""
     c, data = summary["config"], summary["data"]
     n_test = data["test_examples"]
-    eval_note = f"the first {n_test} test images" if c["eval_examples"] else f"the full test set ({n_test} images)"
+    eval_note = (f"the first {n_test} test images" if c["eval_examples"]
+                 else f"the full test set ({n_test} images)")
     return "\n".join([
         "# Norm-act layers on Fashion-MNIST: pre-activation ResNet-{depth}".format(**c),
         "",

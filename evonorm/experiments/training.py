@@ -76,7 +76,8 @@ class TrainConfig:
         if self.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {self.log_every!r}.")
         if self.base_lr <= 0 or self.weight_decay < 0:
-            raise ValueError(f"need base_lr > 0 and weight_decay >= 0, got {self.base_lr}, {self.weight_decay}.")
+            raise ValueError(f"need base_lr > 0 and weight_decay >= 0, got base_lr={self.base_lr}, "
+                             f"weight_decay={self.weight_decay}.")
 
 
 class WarmupDecay(tf_keras.optimizers.schedules.LearningRateSchedule):

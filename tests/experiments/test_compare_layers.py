@@ -76,6 +76,16 @@ def test_bad_settings_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="unknown norm-act"):
         compare_layers.run(compare_layers.CompareConfig(layers=("nope",), workdir=str(tmp_path)),
                            log=lambda _: None)
-    with pytest.raises(ValueError, match="duplicate"):
+    with pytest.raises(compare_layers.ConfigError, match="without duplicates"):
         compare_layers.run(compare_layers.CompareConfig(layers=("bn_relu", "BN-ReLU"),
                                                         workdir=str(tmp_path)), log=lambda _: None)
+
+
+@pytest.mark.skipif(not HAVE_DATA, reason="Fashion-MNIST not installed")
+def test_bad_flag_is_a_usage_error_not_a_traceback(tmp_path):
+    from absl import app, flags
+
+    fv = compare_layers.define_flags(flags.FlagValues())
+    fv(["compare_layers", "--depth=9", f"--workdir={tmp_path}"])
+    with pytest.raises(app.UsageError, match="6n\\+2"):  # absl prints it and exits 1
+        compare_layers.main(["compare_layers"], fv)
