@@ -145,11 +145,14 @@ def test_evonorm_in_post_activation_resnet_is_refused_unless_overridden():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(depth=42), "unsupported ResNet depth"), (dict(version=3), "version must be 1"),
-    (dict(norm_act="batchnorm"), "unknown norm-act layer"), (dict(norm_kwargs={"apply_act": False}),
-                                                              "must not contain 'apply_act'"),
+    (dict(depth=42), "unsupported ResNet depth"),
+    (dict(version=3), "version must be 1"),
+    (dict(norm_act="batchnorm"), "unknown norm-act layer"),
+    (dict(norm_kwargs={"apply_act": False}), "must not contain 'apply_act'"),
     (dict(norm_kwargs={"data_format": "channels_first"}), "channels_last"),
-    (dict(input_shape=(16, 16, 3)), "input sides must be >= 32"), (dict(width_multiplier=0), "> 0"),
+    (dict(input_shape=(16, 16, 3)), "input sides must be >= 32"),
+    (dict(zero_init_residual=True), "version=1"),
+    (dict(width_multiplier=0), "> 0"),
 ])
 def test_bad_arguments_raise_clear_errors(kwargs, match):
     args = dict(depth=18, version=2, input_shape=SMALL)

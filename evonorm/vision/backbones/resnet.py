@@ -111,6 +111,9 @@ class ResNet(Backbone):
                              f"got {version!r}.")
         if width_multiplier <= 0:
             raise ValueError(f"width_multiplier must be > 0, got {width_multiplier!r}.")
+        if zero_init_residual and version == 2:
+            raise ValueError("zero_init_residual applies to version=1 only: v2 residual branches end in "
+                             "a convolution, not a norm.")
         seam = NormActSeam(norm_act, norm_kwargs)
         if version == 1 and seam.is_evonorm and not allow_post_activation_evonorm:
             raise ValueError(f"Evonorms require the pre-activation form: use version=2 with "
