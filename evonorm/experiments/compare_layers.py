@@ -102,6 +102,14 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def _load_average():
+    """The 1-minute system load average (None where the OS does not report one)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def _layer_path(config: CompareConfig, layer: str) -> str:
     return os.path.join(config.workdir, "layers", f"{layer}.json")
 
@@ -148,7 +156,10 @@ def train_layer(layer: str, config: CompareConfig, data, log, eta_after=lambda r
         warmup_steps=int(config.warmup_fraction * config.steps), schedule="cosine",
         eval_every=config.eval_every, log_every=config.log_every)
 
+    loads = []  # the machine may be shared: record how busy it was, next to each layer's speed
+
     def on_log(rec):
+        loads.append(_load_average())
         rate = rec["steps_per_sec"]
         left = (config.steps - rec["step"]) / rate if rate else 0.0
         rate_text = f"{rate:5.1f} steps/s" if rate else "  tracing"
@@ -169,6 +180,7 @@ def train_layer(layer: str, config: CompareConfig, data, log, eta_after=lambda r
             "steps_per_sec": history.steps_per_sec, "wall_time_s": history.wall_time_s,
             "diverged": history.diverged, "diverged_at": history.diverged_at,
             "completed_steps": history.completed_steps, "params": int(model.count_params()),
+            "load_avg": sum(loads) / len(loads) if loads and None not in loads else None,
             "evals": history.evals, "log": history.log}
 
 

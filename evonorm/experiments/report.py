@@ -38,14 +38,15 @@ def _num(value, spec) -> str:
 
 
 def table(results) -> str:
-    """A Markdown table: layer, test accuracy, train loss, steps/s, wall time, diverged."""
-    lines = ["| layer | test acc | train loss | train acc | steps/s | wall time | params | diverged |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    """A Markdown table: layer, test accuracy, train loss and accuracy, speed, load, size, divergence."""
+    lines = ["| layer | test acc | train loss | train acc | steps/s | wall time | load | params | diverged |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
         diverged = f"yes (step {r['diverged_at']})" if r["diverged"] else "no"
         lines.append(f"| {r['layer']} | {_pct(r['test_acc'])} | {_num(r['train_loss'], '.4f')} | "
                      f"{_pct(r['train_acc'])} | {_num(r['steps_per_sec'], '.1f')} | "
-                     f"{_num(r['wall_time_s'], '.0f')} s | {r['params']:,} | {diverged} |")
+                     f"{_num(r['wall_time_s'], '.0f')} s | {_num(r.get('load_avg'), '.1f')} | "
+                     f"{r['params']:,} | {diverged} |")
     return "\n".join(lines)
 
 
@@ -79,7 +80,9 @@ def markdown(summary: dict) -> str:
         f"- Seed {c['seed']}, {c['steps']} steps per layer, test evaluation every {c['eval_every']} steps.",
         f"- Total wall time of this invocation: {summary['total_wall_time_s'] / 60:.1f} min "
         f"(layers reused from an earlier run are not retrained; see each layer's wall time). "
-        f"steps/s excludes the first (tracing) step and evaluation; the machine may have been shared.",
+        f"steps/s excludes the first (tracing) step and evaluation; load is the mean 1-minute load "
+        f"average while the layer trained ({os.cpu_count()} cores: a load above that means other "
+        "processes competed, and steps/s and wall times are not comparable across rows).",
         "",
     ])
 
@@ -99,10 +102,11 @@ def plot(summary: dict, path: str) -> None:
         steps = [e["step"] for e in r["evals"]]
         accs = [100 * e["eval_acc"] for e in r["evals"]]
         final = "diverged" if r["diverged"] else f"{accs[-1]:.2f}%"
-        ax.plot(steps, accs, marker="o", markersize=4, linewidth=1.6, label=f"{r['layer']} ({final})")
+        ax.plot(steps, accs, marker="o", markersize=4, linewidth=1.6, label=f"{r['layer']} (final {final})")
     ax.set_xlabel("training step")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Fashion-MNIST, pre-act ResNet-{c['depth']}, batch {c['batch_size']}, seed {c['seed']}")
+    ax.set_title(f"Fashion-MNIST test accuracy, pre-act ResNet-{c['depth']}, {c['steps']} steps of "
+                 f"batch {c['batch_size']}, seed {c['seed']}", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
