@@ -1,0 +1,364 @@
+"""Candidate evaluation of the layer search: cheap filters, stability and quality tests (paper Sec. 4.2).
+
+:class:`Evaluator` is a picklable, top-level callable ``evaluator(candidate_json, seed) ->
+EvalResult`` that the executors run in worker processes. For one candidate graph it runs, in order:
+
+1. the NumPy output filters of :func:`~evonorm.search.fingerprint.check_outputs` (no TensorFlow):
+   rejects ``constant`` and ``non-finite`` graphs in about a millisecond;
+2. for each anchor proxy (:mod:`evonorm.search.proxy`), every norm-act replaced by the candidate:
+
+   a. **stability** -- gradient-norm *ascent* on the weights: with ``g(theta) = ||dL/dtheta||_2`` on one
+      small fixed batch, ``theta <- theta + eta * ||theta|| * dg/dtheta / ||dg/dtheta||`` (a normalized
+      step, so the test does not depend on the scale of ``g``) for up to ``stability_steps`` steps;
+      rejected (``'stability'``) as soon as ``g`` is non-finite or exceeds ``stability_threshold`` (1e8);
+   b. **quality** -- ``quality_steps`` (100) SGD-momentum steps at batch 128 with
+      :func:`evonorm.experiments.training.train`, then the accuracy on the held-out *validation* split
+      (the tail of the training set; the test set is never read); rejected (``'quality'``) below
+      ``quality_threshold`` (20% = 2 x chance on 10 classes) or when the training loss diverges.
+
+   The score of an architecture is its validation accuracy. By default the first failing test ends the
+   evaluation (``short_circuit``); with ``short_circuit=False`` every architecture is still trained,
+   so random-layer accuracy histograms (Figures 2-3) see every candidate.
+
+Every worker limits TensorFlow to ``threads`` (1) intra-/inter-op threads, so N workers use N cores,
+and loads its data once (module-level cache). Results carry per-stage timings and, in ``extras``, the
+accuracies, gradient norms and the full rejection message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from evonorm.search.executor import EvalResult
+from evonorm.search.fingerprint import check_outputs
+from evonorm.search.graph import Graph
+from evonorm.search.proxy import ARCHITECTURES, ProxySpec
+
+__all__ = ["EvaluatorConfig", "Evaluator", "load_data", "stability_test", "quality_test",
+           "DATASETS", "DataNotAvailableError"]
+
+DATASETS = ("fashion_mnist", "cifar10")
+_DATA_CACHE: dict = {}
+_THREADS_CONFIGURED = False
+
+
+class DataNotAvailableError(RuntimeError):
+    """The requested data set is not on this machine (nothing is ever downloaded)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluatorConfig:
+    """Everything one evaluation needs (picklable; part of a search's stored config).
+
+    Attributes:
+      archs: proxy specs as ``(arch, width, depth)`` tuples (depth None: the arch's default).
+      data: 'fashion_mnist' (offline IDX files) or 'cifar10' (a prepared TFDS copy only).
+      data_dir: Fashion-MNIST directory or TFDS data_dir (None: defaults).
+      validation_size: examples held out from the end of the training split.
+      val_examples: how many of them score a candidate (the first ones; 0 = all).
+      batch_size, quality_steps, base_lr, momentum, weight_decay: the quality test's training.
+      quality_threshold: minimum validation accuracy.
+      stability_steps, stability_batch, stability_step_size, stability_threshold: the stability test.
+      short_circuit: stop at the first failed test.
+      group_size: channels per group of grouped statistics in the proxies.
+      threads: TensorFlow intra-/inter-op threads per worker.
+    """
+
+    archs: tuple = (("resnet", 1.0, None), ("mobilenetv2", 1.0, None), ("efficientnet", 1.0, None))
+    data: str = "fashion_mnist"
+    data_dir: str | None = None
+    validation_size: int = 10000
+    val_examples: int = 2000
+    batch_size: int = 128
+    quality_steps: int = 100
+    base_lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    quality_threshold: float = 0.2
+    stability_steps: int = 100
+    stability_batch: int = 16
+    stability_step_size: float = 0.05
+    stability_threshold: float = 1e8
+    short_circuit: bool = True
+    group_size: int | None = 4
+    threads: int = 1
+
+    def __post_init__(self):
+        archs = tuple(tuple(a) if not isinstance(a, str) else (a, 1.0, None) for a in self.archs)
+        if not archs:
+            raise ValueError("EvaluatorConfig.archs must name at least one proxy architecture")
+        for arch in archs:
+            ProxySpec(*arch)  # validates names and sizes
+        object.__setattr__(self, "archs", archs)
+        if self.data not in DATASETS:
+            raise ValueError(f"data must be one of {DATASETS}, got {self.data!r}")
+        for name in ("batch_size", "quality_steps", "stability_steps", "stability_batch", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"EvaluatorConfig.{name} must be a positive integer, got {value!r}")
+        if self.val_examples < 0:
+            raise ValueError(f"val_examples must be >= 0, got {self.val_examples}")
+
+    @property
+    def objectives(self) -> tuple:
+        """One objective (validation accuracy) per proxy, named by its architecture."""
+        return tuple(arch for arch, _, _ in self.archs)
+
+
+def _configure_threads(threads: int) -> None:
+    global _THREADS_CONFIGURED
+    if _THREADS_CONFIGURED:
+        return
+    import tensorflow as tf  # noqa: PLC0415
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # TF already initialized in this process (inline executor): keep its pools
+    _THREADS_CONFIGURED = True
+
+
+def load_data(name: str = "fashion_mnist", data_dir: str | None = None, validation_size: int = 10000):
+    """``(x_train, y_train, x_val, y_val, mean, std)`` (uint8 images), cached per process.
+
+    Fashion-MNIST comes from the local IDX files; CIFAR-10 only from an already prepared TFDS copy
+    (``DataNotAvailableError`` otherwise -- this never downloads). Validation is the tail of the
+    training split; the test split is never loaded.
+    """
+    cache_key = (name, data_dir, validation_size)
+    if cache_key in _DATA_CACHE:
+        return _DATA_CACHE[cache_key]
+    if name == "fashion_mnist":
+        from evonorm.data import fashion_mnist  # noqa: PLC0415
+
+        images, labels = fashion_mnist.load_split("train", data_dir)
+        mean, std = fashion_mnist.MEAN, fashion_mnist.STD
+    elif name == "cifar10":
+        images, labels = _load_prepared_cifar10(data_dir)
+        mean, std = float(images.mean() / 255.0), float(images.std() / 255.0)
+    else:
+        raise ValueError(f"unknown data set {name!r}; expected one of {DATASETS}")
+    if not 0 < validation_size < len(images):
+        raise ValueError(f"validation_size must be in 1..{len(images) - 1}, got {validation_size}")
+    cut = len(images) - validation_size
+    data = (images[:cut], labels[:cut].astype(np.int32), images[cut:], labels[cut:].astype(np.int32), mean, std)
+    _DATA_CACHE[cache_key] = data
+    return data
+
+
+def _load_prepared_cifar10(data_dir):
+    try:
+        import tensorflow_datasets as tfds  # noqa: PLC0415
+    except ImportError as err:
+        raise DataNotAvailableError("--data=cifar10 needs tensorflow-datasets with a prepared "
+                                    "cifar10 copy; use --data=fashion_mnist (offline).") from err
+    builder = tfds.builder("cifar10", data_dir=data_dir)
+    if not builder.is_prepared():
+        raise DataNotAvailableError(
+            f"CIFAR-10 is not prepared in the TFDS data_dir {builder.data_dir!r}. This tool never "
+            f"downloads: prepare it yourself (`tfds build cifar10 --data_dir=...` on a machine with "
+            f"internet) and pass --data_dir, or use --data=fashion_mnist.")
+    data = tfds.as_numpy(builder.as_dataset(split="train", batch_size=-1, as_supervised=True))
+    return np.asarray(data[0]), np.asarray(data[1])
+
+
+def _batches(images, labels, batch_size, mean, std, seed):
+    """Endless shuffled batches as float32 tensors (no tf.data: no extra thread pools per worker)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(len(images))
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            idx = order[start:start + batch_size]
+            x = (images[idx].astype(np.float32) / 255.0 - mean) / std
+            yield tf.constant(x), tf.constant(labels[idx])
+
+
+def _eval_batches(images, labels, batch_size, mean, std):
+    import tensorflow as tf  # noqa: PLC0415
+
+    for start in range(0, len(images), batch_size):
+        x = (images[start:start + batch_size].astype(np.float32) / 255.0 - mean) / std
+        yield tf.constant(x), tf.constant(labels[start:start + batch_size])
+
+
+def stability_test(model, images, labels, steps: int = 100, step_size: float = 0.05,
+                   threshold: float = 1e8) -> dict:
+    """Gradient-norm ascent on ``model``'s weights (paper Sec. 4.2); modifies the weights in place.
+
+    Returns:
+      ``{'passed', 'max_grad_norm', 'steps'}``; ``passed`` is False when the gradient norm became
+      non-finite or exceeded ``threshold`` (``steps`` then says when).
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    variables = model.trainable_variables
+
+    @tf.function
+    def ascend():
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                logits = model(images, training=True)
+                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            grads = inner.gradient(loss, variables)
+            norm = tf.linalg.global_norm(grads)
+        direction = outer.gradient(norm, variables)
+        scale = step_size * tf.linalg.global_norm(variables) / (tf.linalg.global_norm(direction) + 1e-12)
+        for var, d in zip(variables, direction):
+            if d is not None:
+                var.assign_add(scale * d)
+        return norm
+
+    worst = 0.0
+    for step in range(1, steps + 1):
+        norm = float(ascend())
+        if not np.isfinite(norm) or norm > threshold:
+            return {"passed": False, "max_grad_norm": norm if np.isfinite(norm) else None, "steps": step}
+        worst = max(worst, norm)
+    return {"passed": True, "max_grad_norm": worst, "steps": steps}
+
+
+def quality_test(model, train_batches, val_batches, config: EvaluatorConfig) -> dict:
+    """Trains ``model`` for ``config.quality_steps`` steps, then scores it on ``val_batches``."""
+    from evonorm.experiments import training  # noqa: PLC0415
+
+    train_config = training.TrainConfig(steps=config.quality_steps, base_lr=config.base_lr,
+                                        momentum=config.momentum, weight_decay=config.weight_decay,
+                                        schedule="cosine", log_every=config.quality_steps)
+    t0 = time.perf_counter()
+    history = training.train(model, train_batches, train_config)
+    train_s = time.perf_counter() - t0
+    if history.diverged:
+        return {"passed": False, "accuracy": None, "diverged_at": history.diverged_at, "train_s": train_s,
+                "eval_s": 0.0}
+    t0 = time.perf_counter()
+    accuracy, loss = training.evaluate(model, val_batches)
+    return {"passed": accuracy >= config.quality_threshold, "accuracy": float(accuracy),
+            "val_loss": float(loss), "train_loss": history.final_train_loss, "train_s": train_s,
+            "eval_s": time.perf_counter() - t0}
+
+
+def _rejection_category(message: str) -> str:
+    # check_outputs messages start with their category ('constant: ...', 'non-finite: ...').
+    return message.split(":", 1)[0].strip().replace("-", "")
+
+
+class Evaluator:
+    """``Evaluator(config)(candidate_json, seed) -> EvalResult``; picklable, run in worker processes.
+
+    Args:
+      config: an :class:`EvaluatorConfig`.
+      allow_batch_ops: False rejects (``'batch_ops'``) graphs with batch aggregations (S-series search).
+    """
+
+    def __init__(self, config: EvaluatorConfig = EvaluatorConfig(), allow_batch_ops: bool = True):
+        self.config = config
+        self.allow_batch_ops = allow_batch_ops
+
+    def __call__(self, candidate_json, seed: int) -> EvalResult:
+        cfg = self.config
+        timings, extras = {}, {"accuracy": {}, "stability": {}}
+        t0 = time.perf_counter()
+        graph = Graph.from_dict(candidate_json) if isinstance(candidate_json, dict) else Graph.from_json(candidate_json)
+        reason = check_outputs(graph)
+        if reason is None and not self.allow_batch_ops and graph.uses_batch_stats:
+            reason = "batch_ops: the graph uses batch statistics and this search excludes them"
+        timings["filter_s"] = time.perf_counter() - t0
+        if reason is not None:
+            extras["reason"] = reason
+            return EvalResult(rejected=_rejection_category(reason), timings=timings, extras=extras)
+
+        _configure_threads(cfg.threads)
+        import tf_keras  # noqa: PLC0415
+        from evonorm.search.proxy import build_proxy, norm_act_factory  # noqa: PLC0415
+
+        t0 = time.perf_counter()
+        x_train, y_train, x_val, y_val, mean, std = load_data(cfg.data, cfg.data_dir, cfg.validation_size)
+        if cfg.val_examples:
+            x_val, y_val = x_val[:cfg.val_examples], y_val[:cfg.val_examples]
+        timings["data_s"] = time.perf_counter() - t0
+        factory = norm_act_factory(graph, group_size=cfg.group_size)
+        scores, rejected = {}, None
+        for k, (arch, width, depth) in enumerate(cfg.archs):
+            arch_seed = int(seed) + 1009 * k
+            rng = np.random.default_rng(arch_seed)
+            t0 = time.perf_counter()
+            tf_keras.backend.clear_session()
+            tf_keras.utils.set_random_seed(arch_seed)
+            model = build_proxy(ProxySpec(arch, width, depth), factory=factory,
+                                input_shape=x_train.shape[1:], num_classes=int(y_train.max()) + 1)
+            timings[f"{arch}_build_s"] = time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            idx = rng.choice(len(x_train), cfg.stability_batch, replace=False)
+            stab_x = ((x_train[idx].astype(np.float32) / 255.0 - mean) / std)
+            stab = stability_test(model, stab_x, y_train[idx], cfg.stability_steps, cfg.stability_step_size,
+                                  cfg.stability_threshold)
+            timings[f"{arch}_stability_s"] = time.perf_counter() - t0
+            extras["stability"][arch] = stab
+            if not stab["passed"]:
+                rejected = rejected or "stability"
+                extras.setdefault("reason", f"stability: gradient norm {stab['max_grad_norm']} beyond "
+                                            f"{cfg.stability_threshold:g} at ascent step {stab['steps']} on {arch}")
+                if cfg.short_circuit:
+                    break
+
+            # The quality test trains a fresh model: the ascent above moved the weights adversarially.
+            t0 = time.perf_counter()
+            tf_keras.backend.clear_session()
+            tf_keras.utils.set_random_seed(arch_seed)
+            model = build_proxy(ProxySpec(arch, width, depth), factory=factory,
+                                input_shape=x_train.shape[1:], num_classes=int(y_train.max()) + 1)
+            timings[f"{arch}_build_s"] += time.perf_counter() - t0
+            quality = quality_test(model, _batches(x_train, y_train, cfg.batch_size, mean, std, arch_seed),
+                                   _eval_batches(x_val, y_val, 256, mean, std), cfg)
+            timings[f"{arch}_quality_s"] = quality.pop("train_s")
+            timings[f"{arch}_eval_s"] = quality.pop("eval_s")
+            extras["accuracy"][arch] = quality["accuracy"]
+            extras.setdefault("quality", {})[arch] = quality
+            if quality["passed"]:
+                scores[arch] = quality["accuracy"]
+            else:
+                rejected = rejected or "quality"
+                acc = quality["accuracy"]
+                extras.setdefault("reason", f"quality: {arch} " + (
+                    f"diverged at step {quality['diverged_at']}" if acc is None
+                    else f"validation accuracy {acc:.3f} < {cfg.quality_threshold}"))
+                if cfg.short_circuit:
+                    break
+        tf_keras.backend.clear_session()
+        return EvalResult(scores={} if rejected else scores, rejected=rejected, timings=timings, extras=extras)
+
+
+def make_problem(config: EvaluatorConfig = EvaluatorConfig(), allow_batch_ops: bool = True,
+                 max_nodes: int = 10, evaluate=None):
+    """The :class:`~evonorm.search.evolution.SearchProblem` of the layer search.
+
+    ``generate`` samples the paper's random graphs (:func:`~evonorm.search.generator.random_graph`),
+    ``mutate`` applies the paper's 3-step mutation, ``key`` is the functional fingerprint (equivalent
+    graphs are never trained twice), and ``evaluate`` is an :class:`Evaluator` (or ``evaluate``).
+    ``allow_batch_ops=False`` excludes batch aggregations from generation and mutation (S series).
+    """
+    from evonorm.search.evolution import SearchProblem  # noqa: PLC0415
+    from evonorm.search.fingerprint import fingerprint  # noqa: PLC0415
+    from evonorm.search.generator import SpaceConfig, random_graph  # noqa: PLC0415
+    from evonorm.search.mutation import mutate  # noqa: PLC0415
+
+    space = SpaceConfig(max_nodes=max_nodes, allow_batch_ops=allow_batch_ops)
+    return SearchProblem(
+        generate=lambda rng: random_graph(rng, space),
+        mutate=lambda graph, rng: mutate(graph, rng, space),
+        key=fingerprint,
+        to_json=lambda graph: graph.to_dict(),
+        from_json=Graph.from_dict,
+        evaluate=evaluate if evaluate is not None else Evaluator(config, allow_batch_ops),
+        objectives=config.objectives,
+    )
+
+
+__all__ += ["make_problem"]
