@@ -1,0 +1,118 @@
+"""Layer-search configurations as code: ``tiny`` (CI), ``default`` (2-core laptop), ``paper`` (cluster).
+
+Each config is a :class:`SearchConfig`; ``evonorm-search --config=NAME`` picks one and command-line
+flags override single fields (``--budget``, ``--workers``, ...). Times below were measured on this
+project's shared 2-core CPU (see ``official/results/search/``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from evonorm.search.evaluator import EvaluatorConfig
+
+__all__ = ["SearchConfig", "CONFIGS", "get_config", "tiny", "default", "paper"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """One search: the evaluation protocol, the evolution settings and the outputs.
+
+    Attributes:
+      name: config name (recorded in the summary).
+      evaluator: proxies, data and the two rejection tests (:class:`EvaluatorConfig`).
+      budget: evaluated candidates in total (cheaply filtered ones count, duplicates do not).
+      max_seconds: optional wall-time limit of one run (None: until the budget is spent).
+      population_size, tournament_size, criterion: regularized evolution (Sec. 4.1, 4.3).
+      workers: parallel evaluations (None: one per core for 'local').
+      timeout_s: per-candidate wall-time limit; a hung evaluation is rejected as 'timeout'.
+      allow_batch_ops: False runs the S-series search (no batch aggregations).
+      max_nodes: intermediate nodes per graph (paper: 10).
+      top_k: candidates exported to ``top/`` and plotted.
+      rerank_top_k: candidates re-trained by :mod:`evonorm.search.rerank` (0: no re-ranking).
+      rerank_steps: training steps of the re-ranking runs.
+    """
+
+    name: str
+    evaluator: EvaluatorConfig
+    budget: int
+    max_seconds: float | None = None
+    population_size: int = 100
+    tournament_size: int = 25
+    criterion: str = "pareto"
+    workers: int | None = None
+    timeout_s: float | None = 600.0
+    allow_batch_ops: bool = True
+    max_nodes: int = 10
+    top_k: int = 10
+    rerank_top_k: int = 0
+    rerank_steps: int = 1000
+
+    def replace(self, **changes) -> "SearchConfig":
+        """A copy with some fields (or ``evaluator`` fields, given as ``evaluator__<field>``) changed."""
+        ev = {k.split("__", 1)[1]: v for k, v in changes.items() if k.startswith("evaluator__")}
+        top = {k: v for k, v in changes.items() if not k.startswith("evaluator__")}
+        unknown = set(top) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown SearchConfig fields {sorted(unknown)}")
+        config = dataclasses.replace(self, **top)
+        if ev:
+            config = dataclasses.replace(config, evaluator=dataclasses.replace(config.evaluator, **ev))
+        return config
+
+
+def tiny() -> SearchConfig:
+    """CI-sized end-to-end run: one tiny ResNet-8 proxy (width 0.25: 4/8/16 channels), 10 training
+    steps at batch 32, 5 ascent steps, 256 validation images, 40 candidates, population 4.
+
+    Command: ``evonorm-search --config=tiny --workdir=/tmp/search_tiny`` (about 1 minute on 2 cores,
+    mostly TensorFlow start-up in the 2 workers).
+    """
+    return SearchConfig(
+        name="tiny",
+        evaluator=EvaluatorConfig(archs=(("resnet", 0.25, None),), batch_size=32, quality_steps=30,
+                                  stability_steps=5, stability_batch=8, val_examples=256),
+        budget=40, population_size=4, tournament_size=2, top_k=5, timeout_s=300.0, rerank_steps=50)
+
+
+def default() -> SearchConfig:
+    """A 2-core laptop search: the three proxies at half width (ResNet-8 8/16/32 channels; mobile
+    nets 8-40 channels), the paper's 100 training steps at batch 128 and 100 ascent steps, 2000
+    validation images; population 50, tournament 10, Pareto criterion; at most 2 hours.
+
+    Command: ``evonorm-search --config=default --workdir=runs/search`` (<= 2 h: ``max_seconds=7200``;
+    a candidate passing all tests costs ~60-80 s of one core, a filtered one ~1 ms).
+    """
+    return SearchConfig(
+        name="default",
+        evaluator=EvaluatorConfig(archs=(("resnet", 0.5, None), ("mobilenetv2", 0.5, None),
+                                         ("efficientnet", 0.5, None)), val_examples=2000),
+        budget=5000, max_seconds=7200.0, population_size=50, tournament_size=10, rerank_top_k=5,
+        rerank_steps=1000)
+
+
+def paper() -> SearchConfig:
+    """Paper-sized search for clusters: three full-width proxies (module :mod:`evonorm.search.proxy`),
+    100 steps at batch 128, 100 ascent steps, the whole 10k validation split; the shared paper text
+    does not include Appendix C, so the population (2500), tournament (25) and budget (20000
+    evaluated candidates) are this project's choice at the paper's scale (5000 workers, 2 days).
+
+    Command: ``evonorm-search --config=paper --backend=ray --ray_address=auto --workdir=gs://...``
+    (days of CPU time; not meant for a laptop). Use ``--data=cifar10`` with a prepared TFDS copy to
+    search on the paper's data.
+    """
+    return SearchConfig(
+        name="paper",
+        evaluator=EvaluatorConfig(val_examples=0),
+        budget=20000, population_size=2500, tournament_size=25, timeout_s=1800.0, rerank_top_k=10,
+        rerank_steps=5000)
+
+
+CONFIGS = {"tiny": tiny, "default": default, "paper": paper}
+
+
+def get_config(name: str) -> SearchConfig:
+    """The named config; ValueError listing the names otherwise."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown search config {name!r}; expected one of {sorted(CONFIGS)}")
+    return CONFIGS[name]()

@@ -1,0 +1,199 @@
+"""The paper's search figures, drawn from search databases (matplotlib, Agg backend, no display).
+
+* Figure 2 -- :func:`plot_accuracy_histograms`: validation accuracy of every trained candidate, one
+  histogram per proxy architecture, log-scale counts (candidates removed by the NumPy filters never
+  train and are left out; the count is in the title).
+* Figure 3 -- :func:`plot_calibration`: the same accuracies, one scatter per pair of architectures.
+* Figure 6 -- :func:`plot_progress`: best-so-far and top-10 mean of the per-candidate mean accuracy
+  over the architectures, against evaluated candidates, for one or more searches (e.g. evolution vs
+  random search with the same budget). Only accepted candidates count, as in the paper.
+
+Command line: ``python -m evonorm.search.plots --workdir=RUN [--compare_workdir=RUN2] [--out=DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+
+import numpy as np
+
+from evonorm.search.store import DUPLICATE, SearchStore
+
+__all__ = ["trained_accuracies", "progress_curves", "plot_accuracy_histograms", "plot_calibration",
+           "plot_progress", "write_plots", "write_top"]
+
+
+def _figure(width, height):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def trained_accuracies(records, objectives) -> dict:
+    """``{arch: [accuracy per trained candidate]}`` plus ``'_rows'``: candidates trained on every arch."""
+    out = {arch: [] for arch in objectives}
+    rows = []
+    for r in records:
+        if r.status == DUPLICATE:
+            continue
+        acc = (r.extras or {}).get("accuracy") or {}
+        for arch in objectives:
+            if acc.get(arch) is not None:
+                out[arch].append(float(acc[arch]))
+        if all(acc.get(arch) is not None for arch in objectives):
+            rows.append([float(acc[arch]) for arch in objectives])
+    out["_rows"] = rows
+    return out
+
+
+def progress_curves(records, objectives, top: int = 10):
+    """``(evaluated counts, best-so-far, top-``top`` mean)`` of the mean accuracy over ``objectives``."""
+    xs, best, topmean, accepted = [], [], [], []
+    evaluated = 0
+    for r in sorted(records, key=lambda r: r.id):
+        if r.status == DUPLICATE:
+            continue
+        evaluated += 1
+        if r.rejected is None and all(o in r.scores for o in objectives):
+            accepted.append(float(np.mean([r.scores[o] for o in objectives])))
+            ranked = sorted(accepted, reverse=True)
+            xs.append(evaluated)
+            best.append(ranked[0])
+            topmean.append(float(np.mean(ranked[:top])))
+    return np.array(xs), np.array(best), np.array(topmean)
+
+
+def plot_accuracy_histograms(records, objectives, path, threshold=None, title_prefix=""):
+    """Figure 2: per-architecture accuracy histograms (log y)."""
+    acc = trained_accuracies(records, objectives)
+    fig = _figure(4.0 * len(objectives), 3.4)
+    for i, arch in enumerate(objectives):
+        ax = fig.add_subplot(1, len(objectives), i + 1)
+        values = acc[arch]
+        if values:
+            ax.hist(values, bins=np.linspace(0.0, 1.0, 41), color="#4c72b0", edgecolor="white")
+            ax.set_yscale("log")
+        if threshold is not None:
+            ax.axvline(threshold, color="#c0392b", linestyle="--", linewidth=1, label="quality threshold")
+            ax.legend(fontsize=7, loc="upper right")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("validation accuracy")
+        ax.set_ylabel("candidates (log)")
+        ax.set_title(f"{title_prefix}{arch} ({len(values)} trained)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def plot_calibration(records, objectives, path, title_prefix=""):
+    """Figure 3: accuracy of each candidate on one architecture against another."""
+    rows = np.array(trained_accuracies(records, objectives)["_rows"]).reshape(-1, len(objectives))
+    pairs = list(itertools.combinations(range(len(objectives)), 2))
+    if not pairs:
+        raise ValueError("the calibration plot needs at least two architectures")
+    fig = _figure(3.8 * len(pairs), 3.6)
+    for k, (i, j) in enumerate(pairs):
+        ax = fig.add_subplot(1, len(pairs), k + 1)
+        ax.scatter(rows[:, i], rows[:, j], s=10, alpha=0.6, color="#4c72b0")
+        ax.plot([0, 1], [0, 1], color="#999999", linewidth=0.8, linestyle=":")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel(f"{objectives[i]} accuracy")
+        ax.set_ylabel(f"{objectives[j]} accuracy")
+        ax.set_title(f"{title_prefix}{len(rows)} candidates", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def plot_progress(runs, objectives, path, top: int = 10):
+    """Figure 6: ``runs`` is ``{label: records}``; solid best-so-far, dashed top-``top`` mean."""
+    fig = _figure(6.0, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    colors = ["#c0392b", "#4c72b0", "#55a868", "#8172b2"]
+    for (label, records), color in zip(runs.items(), itertools.cycle(colors)):
+        xs, best, topmean = progress_curves(records, objectives, top)
+        if len(xs):
+            ax.step(xs, best, where="post", color=color, label=f"{label}: best")
+            ax.step(xs, topmean, where="post", color=color, linestyle="--", label=f"{label}: top-{top} mean")
+    ax.set_xlabel("evaluated candidates")
+    ax.set_ylabel(f"mean validation accuracy over {len(objectives)} proxies")
+    ax.set_title("search progress (accepted candidates only)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def write_top(db_path, out_dir, k: int = 10) -> list:
+    """Exports the top-``k`` accepted graphs: ``rank<i>_id<id>.{json,txt,tex,png}``."""
+    from evonorm.search.graph import Graph  # noqa: PLC0415
+    from evonorm.search.render import draw, to_latex, to_text  # noqa: PLC0415
+
+    os.makedirs(out_dir, exist_ok=True)
+    with SearchStore(db_path) as store:
+        top = store.top(k)
+    paths = []
+    for rank, r in enumerate(top, 1):
+        graph = Graph.from_dict(r.candidate)
+        stem = os.path.join(out_dir, f"rank{rank:02d}_id{r.id}")
+        with open(stem + ".json", "w", encoding="utf-8") as f:
+            json.dump({"id": r.id, "scores": r.scores, "key": r.key, "graph": r.candidate}, f, indent=1)
+        with open(stem + ".txt", "w", encoding="utf-8") as f:
+            f.write(to_text(graph.prune()) + "\n")
+        with open(stem + ".tex", "w", encoding="utf-8") as f:
+            f.write(to_latex(graph.prune()) + "\n")
+        scores = ", ".join(f"{a}={v:.3f}" for a, v in r.scores.items())
+        draw(graph, stem + ".png", title=f"#{rank} (id {r.id}): {scores}\n{to_text(graph.prune())}")
+        paths.append(stem + ".json")
+    return paths
+
+
+def _load(workdir):
+    with SearchStore(os.path.join(workdir, "search.db")) as store:
+        meta = store.get_meta()
+        return meta, list(store.records())
+
+
+def write_plots(workdir, compare_workdir=None, out_dir=None, threshold=0.2) -> list:
+    """Draws Figures 2, 3 (when >= 2 architectures) and 6 for ``workdir`` into ``out_dir``."""
+    out_dir = out_dir or workdir
+    os.makedirs(out_dir, exist_ok=True)
+    meta, records = _load(workdir)
+    objectives = list(meta["objectives"])
+    label = meta.get("kind", "search")
+    paths = [plot_accuracy_histograms(records, objectives, os.path.join(out_dir, "fig2_histograms.png"),
+                                      threshold, f"{label}: ")]
+    if len(objectives) > 1:
+        paths.append(plot_calibration(records, objectives, os.path.join(out_dir, "fig3_calibration.png"),
+                                      f"{label}: "))
+    runs = {label: records}
+    if compare_workdir:
+        other_meta, other = _load(compare_workdir)
+        if list(other_meta["objectives"]) != objectives:
+            raise ValueError(f"{compare_workdir} searched {other_meta['objectives']}, not {objectives}")
+        other_label = other_meta.get("kind", "other")
+        runs[other_label if other_label != label else f"{other_label} (2)"] = other
+    paths.append(plot_progress(runs, objectives, os.path.join(out_dir, "fig6_progress.png")))
+    return paths
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", required=True, help="search workdir holding search.db")
+    parser.add_argument("--compare_workdir", default=None, help="a second search for Figure 6")
+    parser.add_argument("--out", default=None, help="output directory (default: the workdir)")
+    args = parser.parse_args(argv)
+    for path in write_plots(args.workdir, args.compare_workdir, args.out):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
