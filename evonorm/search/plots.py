@@ -126,7 +126,10 @@ def plot_progress(runs, objectives, path, top: int = 10):
     ax.set_ylabel(f"mean validation accuracy over {len(objectives)} proxies")
     ax.set_title("search progress (accepted candidates only)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_lines():
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no accepted candidate yet", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return path

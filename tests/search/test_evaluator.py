@@ -1,0 +1,62 @@
+"""The evaluator rejects bad graphs for the right reason and accepts EvoNorm-B0 above chance."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from evonorm.search.evaluator import Evaluator, EvaluatorConfig, make_problem, stability_test
+from evonorm.search.graph import Graph
+from evonorm.search.known_graphs import KNOWN_GRAPHS
+
+pytest.importorskip("tensorflow")
+
+TINY = EvaluatorConfig(archs=(("resnet", 0.25, None),), batch_size=32, quality_steps=40, stability_steps=3,
+                       stability_batch=8, val_examples=256)
+
+
+def test_constant_graph_is_rejected_before_training():
+    constant = Graph([("sigmoid", (1,))])  # the output ignores x (node 0)
+    result = Evaluator(TINY)(constant.to_dict(), 0)
+    assert result.rejected == "constant"
+    assert "data_s" not in result.timings  # no TensorFlow work was spent
+
+
+def test_batch_ops_excluded_in_s_series_search():
+    result = Evaluator(TINY, allow_batch_ops=False)(KNOWN_GRAPHS["evonorm_b0"].to_dict(), 0)
+    assert result.rejected == "batch_ops"
+
+
+def test_table3_random_layer_fails_quality_and_b0_passes():
+    evaluator = pickle.loads(pickle.dumps(Evaluator(TINY)))  # runs in worker processes
+    bad = evaluator(KNOWN_GRAPHS["random"].to_dict(), 3)
+    assert bad.rejected == "quality" and bad.scores == {}
+    assert bad.extras["accuracy"]["resnet"] < 0.2
+    good = evaluator(KNOWN_GRAPHS["evonorm_b0"].to_dict(), 3)
+    assert good.rejected is None
+    assert good.scores["resnet"] > 0.2  # 2 x chance on 10 classes
+    assert {"resnet_stability_s", "resnet_quality_s", "resnet_eval_s"} <= set(good.timings)
+
+
+def test_stability_test_rejects_exploding_gradients():
+    import tf_keras
+
+    # A model whose gradient norm grows without bound under ascent: logits = (w x)^3 scaled up.
+    inputs = tf_keras.Input((4,))
+    hidden = tf_keras.layers.Dense(4, use_bias=False, kernel_initializer="ones")(inputs)
+    outputs = tf_keras.layers.Lambda(lambda h: 1e3 * h ** 5)(hidden)
+    model = tf_keras.Model(inputs, outputs)
+    x = np.ones((2, 4), np.float32)
+    result = stability_test(model, x, np.array([0, 1], np.int32), steps=50, step_size=0.5)
+    assert not result["passed"] and result["steps"] < 50
+
+
+def test_problem_assembly_dedups_equivalent_graphs():
+    problem = make_problem(TINY, allow_batch_ops=False)
+    g = problem.generate(np.random.default_rng(0))
+    assert not g.uses_batch_stats
+    assert problem.from_json(problem.to_json(g)) == g
+    a = Graph([("add", (0, 2))])
+    b = Graph([("add", (2, 0))])
+    assert problem.key(a) == problem.key(b)
+    assert problem.objectives == ("resnet",)
