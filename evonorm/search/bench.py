@@ -1,0 +1,131 @@
+"""Throughput of every stage of the layer search on this machine, written as a Markdown table.
+
+Stages: graph generation + functional fingerprint + dedup (driver side, NumPy), the NumPy output
+filters, and per proxy architecture one stability test (ascent steps of the config) and one quality
+test (training steps + validation scoring), run with TensorFlow limited to one thread, as a search
+worker is. The graph layer measured is EvoNorm-B0's graph (a candidate that passes every test, so
+both tests run to the end). Rejected candidates are cheaper: most stop in the filters or within a few
+ascent steps.
+
+Command: ``python scripts/benchmark_search.py --config=default --out=official/results/search/throughput.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+__all__ = ["bench_generation", "bench_proxies", "write_report", "main"]
+
+
+def bench_generation(count: int = 2000, seed: int = 0, allow_batch_ops: bool = True) -> dict:
+    """Random graphs generated, fingerprinted and deduplicated per second, and filter throughput."""
+    from evonorm.search.fingerprint import check_outputs, fingerprint  # noqa: PLC0415
+    from evonorm.search.generator import SpaceConfig, random_graph  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    space = SpaceConfig(allow_batch_ops=allow_batch_ops)
+    seen, t0 = set(), time.perf_counter()
+    graphs = []
+    for _ in range(count):
+        g = random_graph(rng, space)
+        seen.add(fingerprint(g))
+        graphs.append(g)
+    gen_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    passed = sum(check_outputs(g) is None for g in graphs)
+    filter_s = time.perf_counter() - t0
+    return {"count": count, "unique": len(seen), "generate_dedup_per_s": count / gen_s,
+            "filter_per_s": count / filter_s, "filter_pass_rate": passed / count}
+
+
+def bench_proxies(evaluator_config, graph_name: str = "evonorm_b0", seed: int = 0) -> list:
+    """Per architecture: seconds of one stability test and of one quality test (train + score)."""
+    import tf_keras  # noqa: PLC0415
+
+    from evonorm.search.evaluator import (_batches, _configure_threads, _eval_batches, load_data,  # noqa: PLC0415
+                                          quality_test, stability_test)
+    from evonorm.search.known_graphs import KNOWN_GRAPHS  # noqa: PLC0415
+    from evonorm.search.proxy import ProxySpec, build_proxy, norm_act_factory  # noqa: PLC0415
+
+    cfg = evaluator_config
+    _configure_threads(cfg.threads)
+    x_train, y_train, x_val, y_val, mean, std = load_data(cfg.data, cfg.data_dir, cfg.validation_size)
+    x_val, y_val = (x_val[:cfg.val_examples], y_val[:cfg.val_examples]) if cfg.val_examples else (x_val, y_val)
+    factory = norm_act_factory(KNOWN_GRAPHS[graph_name], group_size=cfg.group_size)
+    rows = []
+    for arch, width, depth in cfg.archs:
+        spec = ProxySpec(arch, width, depth)
+        tf_keras.backend.clear_session()
+        model = build_proxy(spec, factory=factory, input_shape=x_train.shape[1:])
+        x = (x_train[:cfg.stability_batch].astype(np.float32) / 255.0 - mean) / std
+        t0 = time.perf_counter()
+        stab = stability_test(model, x, y_train[:cfg.stability_batch], cfg.stability_steps,
+                              cfg.stability_step_size, cfg.stability_threshold)
+        stability_s = time.perf_counter() - t0
+        tf_keras.backend.clear_session()
+        model = build_proxy(spec, factory=factory, input_shape=x_train.shape[1:])
+        t0 = time.perf_counter()
+        quality = quality_test(model, _batches(x_train, y_train, cfg.batch_size, mean, std, seed),
+                               _eval_batches(x_val, y_val, 256, mean, std), cfg)
+        rows.append({"arch": arch, "width": width, "params": model.count_params(), "stability_s": stability_s,
+                     "stability_passed": stab["passed"], "quality_s": time.perf_counter() - t0,
+                     "train_s": quality["train_s"], "eval_s": quality["eval_s"], "accuracy": quality["accuracy"]})
+    return rows
+
+
+def write_report(path, config_name, evaluator_config, gen, rows, machine, command, load) -> str:
+    cfg = evaluator_config
+    lines = ["# Layer-search throughput", "", f"- machine: {machine} (shared with other jobs; 1-min load "
+             f"average {load[0]:.1f} at start, {load[1]:.1f} at the end)", f"- command: `{command}`",
+             f"- config `{config_name}`: {cfg.quality_steps} training steps at batch {cfg.batch_size}, "
+             f"{cfg.stability_steps} ascent steps on {cfg.stability_batch} images, {cfg.val_examples or 'all'} "
+             f"validation images, TensorFlow limited to {cfg.threads} thread(s) as in a worker", "",
+             "## Driver side (NumPy, one process)", "",
+             "| stage | throughput |", "|---|---|",
+             f"| random graph + fingerprint + dedup | {gen['generate_dedup_per_s']:.0f} graphs/s "
+             f"({gen['unique']} unique of {gen['count']}) |",
+             f"| output filters (check_outputs) | {gen['filter_per_s']:.0f} graphs/s; "
+             f"{100 * gen['filter_pass_rate']:.0f}% of random graphs pass |", "",
+             "## Per worker (one core), EvoNorm-B0's graph as the candidate layer", "",
+             "| proxy | params | stability test | stability tests/s | quality test (train + score) | "
+             "quality tests/min | accuracy |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['arch']} (width {r['width']}) | {r['params']:,} | {r['stability_s']:.1f} s | "
+                     f"{1 / r['stability_s']:.2f} | {r['quality_s']:.1f} s ({r['train_s']:.1f} + {r['eval_s']:.1f}) | "
+                     f"{60 / r['quality_s']:.1f} | {r['accuracy']:.3f} |")
+    total = sum(r["stability_s"] + r["quality_s"] for r in rows)
+    lines += ["", f"A candidate passing every test costs about {total:.0f} s of one worker "
+              f"({60 / total:.2f} candidates/min per core), model building and tracing included."]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv=None):
+    import sys  # noqa: PLC0415
+
+    from evonorm.search.configs import get_config  # noqa: PLC0415
+    from evonorm.search.main import machine_description  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="default")
+    parser.add_argument("--count", type=int, default=2000, help="random graphs for the driver-side stages")
+    parser.add_argument("--out", default="official/results/search/throughput.md")
+    args = parser.parse_args(argv)
+    config = get_config(args.config)
+    load_start = os.getloadavg()[0]
+    gen = bench_generation(args.count, allow_batch_ops=config.allow_batch_ops)
+    rows = bench_proxies(config.evaluator)
+    command = "python scripts/benchmark_search.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    path = write_report(args.out, args.config, config.evaluator, gen, rows, machine_description(),
+                        command.strip(), (load_start, os.getloadavg()[0]))
+    print(open(path, encoding="utf-8").read())
+
+
+if __name__ == "__main__":
+    main()
