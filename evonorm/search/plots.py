@@ -113,7 +113,8 @@ def plot_calibration(records, objectives, path, title_prefix=""):
 
 
 def plot_progress(runs, objectives, path, top: int = 10):
-    """Figure 6: ``runs`` is ``{label: records}``; solid best-so-far, dashed top-``top`` mean."""
+    """Figure 6: ``runs`` is ``{label: records}``; solid best-so-far, dashed top-``top`` mean (drawn from
+    the ``top``-th accepted candidate on)."""
     fig = _figure(6.0, 4.0)
     ax = fig.add_subplot(1, 1, 1)
     colors = ["#c0392b", "#4c72b0", "#55a868", "#8172b2"]
@@ -121,7 +122,12 @@ def plot_progress(runs, objectives, path, top: int = 10):
         xs, best, topmean = progress_curves(records, objectives, top)
         if len(xs):
             ax.step(xs, best, where="post", color=color, label=f"{label}: best")
-            ax.step(xs, topmean, where="post", color=color, linestyle="--", label=f"{label}: top-{top} mean")
+            full = np.arange(len(xs)) >= top - 1  # the top-k mean exists once k layers were accepted
+            if full.any():
+                ax.step(xs[full], topmean[full], where="post", color=color, linestyle="--",
+                        label=f"{label}: top-{top} mean")
+            ax.annotate(f"{len(xs)} accepted", (xs[-1], best[-1]), fontsize=7, color=color,
+                        textcoords="offset points", xytext=(-40, 6))
     ax.set_xlabel("evaluated candidates")
     ax.set_ylabel(f"mean validation accuracy over {len(objectives)} proxies")
     ax.set_title("search progress (accepted candidates only)", fontsize=10)
