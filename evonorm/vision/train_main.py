@@ -1,0 +1,256 @@
+"""``evonorm-train``: trains and evaluates a registered Model Garden experiment (ours or Model Garden's).
+
+Driven by ``official.core.train_lib.run_experiment`` (Orbit): checkpoints and TensorBoard summaries go
+to ``--model_dir``, and a rerun with the same ``--model_dir`` resumes from the latest checkpoint.
+Examples::
+
+    evonorm-train --list_experiments
+    evonorm-train --experiment=evonorm_resnet50_imagenet_tiny --mode=train_and_eval --model_dir=/tmp/t
+    evonorm-train --experiment=evonorm_resnet50_imagenet --mode=train_and_eval --model_dir=gs://b/r50 \\
+        --config_file=official/resnet50_evonorm_s0.yaml --strategy=tpu --tpu=my-tpu
+
+Nothing is downloaded: TFDS datasets must be prepared already, and the Fashion-MNIST records of the
+``_tiny`` experiments are written from the local IDX files (``--prepare_data``, on by default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+
+MODES = ("train", "eval", "train_and_eval")
+STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
+
+
+class TrainError(Exception):
+    """A usage or environment problem, reported as one clear line (exit status 1)."""
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+    """Defines the driver's flags on ``fv`` (a private FlagValues: no clash with other absl tools)."""
+    flags.DEFINE_string("experiment", None, "registered experiment name (see --list_experiments)",
+                        flag_values=fv)
+    flags.DEFINE_multi_string("config_file", None, "YAML override file(s), applied in order",
+                              flag_values=fv)
+    flags.DEFINE_string("params_override", None, "overrides after the config files, e.g. "
+                        "'task.model.norm_activation.type=evonorm_s0,trainer.train_steps=100'",
+                        flag_values=fv)
+    flags.DEFINE_enum("mode", "train_and_eval", MODES, "what to run", flag_values=fv)
+    flags.DEFINE_string("model_dir", None, "checkpoints, summaries and params.yaml (created if missing)",
+                        flag_values=fv)
+    flags.DEFINE_enum("strategy", None, STRATEGIES, "tf.distribute strategy (default: the "
+                      "experiment's runtime.distribution_strategy)", flag_values=fv)
+    flags.DEFINE_string("tpu", None, "TPU name or grpc:// address ('local' on a TPU VM)", flag_values=fv)
+    flags.DEFINE_integer("num_gpus", None, "GPUs for one_device/mirrored (default: the experiment's)",
+                         flag_values=fv)
+    flags.DEFINE_integer("num_cpu_replicas", 0, "with --strategy=mirrored and no GPUs: split the CPU "
+                         "into this many logical devices, one replica each (tests tf.distribute on a "
+                         "CPU-only machine)", flag_values=fv)
+    flags.DEFINE_bool("prepare_data", True, "write the Fashion-MNIST records of _tiny experiments from "
+                      "the local IDX files when missing (no download)", flag_values=fv)
+    flags.DEFINE_bool("list_experiments", False, "print the registered experiments and exit",
+                      flag_values=fv)
+
+
+def parse_flags(argv) -> flags.FlagValues:
+    """Parses ``argv`` (argv[0] is the program) into a fresh FlagValues; absl's own flags
+    (``--verbosity``, ``--logtostderr``...) go to the global FLAGS."""
+    rest = flags.FLAGS(list(argv), known_only=True)
+    fv = flags.FlagValues()
+    define_flags(fv)
+    try:
+        fv(rest)
+    except flags.Error as err:
+        raise app.UsageError(str(err)) from err
+    return fv
+
+
+def _registry():
+    from official.core import exp_factory  # noqa: PLC0415 - heavy imports after flag parsing
+
+    import evonorm.vision.experiments  # noqa: F401, PLC0415 - registers our experiments
+    return exp_factory._REGISTERED_CONFIGS  # noqa: SLF001 - the registry is a plain dict
+
+
+def list_experiments() -> tuple[list, list]:
+    """(ours, Model Garden's) registered experiment names."""
+    import official.vision.registry_imports  # noqa: F401, PLC0415 - registers Model Garden's experiments
+
+    from evonorm.vision import experiments  # noqa: PLC0415
+    ours = experiments.experiment_names()
+    return ours, sorted(name for name in _registry() if name not in set(ours))
+
+
+def _print_experiments() -> None:
+    from evonorm.vision import experiments  # noqa: PLC0415
+
+    ours, theirs = list_experiments()
+    print("evonorm experiments (paper settings; <name>_tiny = a few CPU steps on Fashion-MNIST):")
+    for name in experiments.experiment_names(tiny=False):
+        print(f"  {name}  (+ {name}_tiny)")
+    print("Model Garden experiments:")
+    for name in theirs:
+        print(f"  {name}")
+
+
+def build_params(fv: flags.FlagValues):
+    """The locked ExperimentConfig from --experiment, --config_file, --params_override and runtime flags."""
+    registry = _registry()
+    if fv.experiment not in registry:
+        from evonorm.vision import experiments  # noqa: PLC0415
+
+        import official.vision.registry_imports  # noqa: F401, PLC0415 - maybe one of Model Garden's
+        if fv.experiment not in registry:
+            raise TrainError(f"unknown experiment {fv.experiment!r}. Ours: "
+                             f"{', '.join(experiments.experiment_names(tiny=False))} (each also as "
+                             f"<name>_tiny); --list_experiments prints every registered one.")
+    from official.core import exp_factory  # noqa: PLC0415
+    from official.modeling import hyperparams  # noqa: PLC0415
+
+    params = exp_factory.get_exp_config(fv.experiment)
+    for path in fv.config_file or []:
+        if not os.path.isfile(path):
+            raise TrainError(f"--config_file {path!r} does not exist.")
+        try:
+            params = hyperparams.override_params_dict(params, path, is_strict=True)
+        except (KeyError, ValueError, TypeError) as err:
+            raise TrainError(f"--config_file {path!r} does not fit {fv.experiment!r}: {err}") from err
+    runtime = {"tpu": fv.tpu or params.runtime.tpu}
+    if fv.strategy:
+        runtime["distribution_strategy"] = fv.strategy
+    if fv.num_gpus is not None:
+        runtime["num_gpus"] = fv.num_gpus
+    params.override({"runtime": runtime}, is_strict=True)
+    if fv.params_override:
+        try:
+            params = hyperparams.override_params_dict(params, fv.params_override, is_strict=True)
+        except (KeyError, ValueError, TypeError) as err:
+            raise TrainError(f"bad --params_override {fv.params_override!r}: {err}") from err
+    try:
+        params.validate()
+    except (KeyError, ValueError, AssertionError) as err:
+        raise TrainError(f"invalid experiment config: {err}") from err
+    params.lock()
+    return params
+
+
+def build_strategy(runtime, num_cpu_replicas: int = 0):
+    """The tf.distribute strategy of ``runtime``, with clear errors for missing accelerators."""
+    import tensorflow as tf  # noqa: PLC0415
+    from official.common import distribute_utils  # noqa: PLC0415
+
+    name = str(runtime.distribution_strategy).lower()
+    if name == "tpu":
+        if not runtime.tpu:
+            raise TrainError("--strategy=tpu needs --tpu=<TPU name or grpc:// address> ('local' on a "
+                             "TPU VM).")
+        try:
+            return distribute_utils.get_distribution_strategy("tpu", tpu_address=runtime.tpu)
+        except Exception as err:  # noqa: BLE001 - resolver/initialization errors vary by setup
+            raise TrainError(f"no usable TPU at --tpu={runtime.tpu!r}: "
+                             f"{str(err).splitlines()[0][:300]}") from err
+    gpus = tf.config.list_physical_devices("GPU")
+    if runtime.num_gpus > len(gpus):
+        raise TrainError(f"--num_gpus={runtime.num_gpus} but this machine has {len(gpus)} GPU(s) "
+                         f"visible to TensorFlow.")
+    if num_cpu_replicas:
+        if name != "mirrored" or runtime.num_gpus:
+            raise TrainError("--num_cpu_replicas needs --strategy=mirrored and no GPUs (--num_gpus=0).")
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * num_cpu_replicas)
+        except RuntimeError as err:
+            raise TrainError(f"cannot split the CPU after TensorFlow initialized it: {err}") from err
+        return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(num_cpu_replicas)])
+    return distribute_utils.get_distribution_strategy(
+        name, num_gpus=runtime.num_gpus, all_reduce_alg=runtime.all_reduce_alg, tpu_address=runtime.tpu)
+
+
+def prepare_inputs(params, mode: str, prepare_data: bool) -> None:
+    """Writes missing Fashion-MNIST records (when allowed), then checks every input the mode reads."""
+    from evonorm.data import fashion_mnist, records  # noqa: PLC0415
+    from evonorm.vision.classification_task import DataNotFoundError, check_data  # noqa: PLC0415
+
+    used = ([params.task.train_data] if "train" in mode else []) + (
+        [params.task.validation_data] if "eval" in mode else [])
+    ours = os.path.join(records.default_dir(), "")
+    if prepare_data and any(str(d.input_path).startswith(ours) for d in used) and not records.is_prepared():
+        logging.info("Writing the Fashion-MNIST records to %s (once).", ours)
+        try:
+            records.prepare_fashion_mnist()
+        except (fashion_mnist.FashionMNISTNotFoundError, fashion_mnist.FashionMNISTFormatError) as err:
+            raise TrainError(str(err)) from err
+    for data in used:
+        try:
+            check_data(data)
+        except DataNotFoundError as err:
+            raise TrainError(str(err)) from err
+
+
+def train(fv: flags.FlagValues) -> dict:
+    """Runs the experiment of parsed flags ``fv``; returns a summary with the last train/eval logs."""
+    if fv.list_experiments:
+        _print_experiments()
+        return {}
+    if not fv.experiment:
+        raise TrainError("--experiment is required (--list_experiments prints the choices).")
+    if not fv.model_dir:
+        raise TrainError("--model_dir is required (checkpoints, summaries and params.yaml go there).")
+    params = build_params(fv)
+    strategy = build_strategy(params.runtime, fv.num_cpu_replicas)
+    prepare_inputs(params, fv.mode, fv.prepare_data)
+
+    import tensorflow as tf  # noqa: PLC0415
+    from official.core import task_factory, train_lib, train_utils  # noqa: PLC0415
+    from official.modeling import performance  # noqa: PLC0415
+
+    tf.io.gfile.makedirs(fv.model_dir)
+    if "train" in fv.mode:
+        train_utils.serialize_config(params, fv.model_dir)
+    if params.runtime.mixed_precision_dtype:
+        performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
+    logs = {"train": {}, "eval": {}}
+
+    def keep(kind):
+        return lambda output: logs[kind].update(
+            {k: float(v) for k, v in output.items() if getattr(v, "shape", ()) == ()})
+
+    start = time.time()
+    with strategy.scope():
+        task = task_factory.get_task(params.task, logging_dir=fv.model_dir)
+    model, _ = train_lib.run_experiment(
+        distribution_strategy=strategy, task=task, mode=fv.mode, params=params, model_dir=fv.model_dir,
+        train_actions=[keep("train")], eval_actions=[keep("eval")])
+    step = int(tf.train.load_variable(tf.train.latest_checkpoint(fv.model_dir), "global_step/.ATTRIBUTES/"
+                                      "VARIABLE_VALUE")) if tf.train.latest_checkpoint(fv.model_dir) else 0
+    summary = {"experiment": fv.experiment, "mode": fv.mode, "checkpoint_step": step,
+               "replicas": strategy.num_replicas_in_sync, "wall_s": round(time.time() - start, 1),
+               "params": int(model.count_params()), **logs}
+    with tf.io.gfile.GFile(os.path.join(fv.model_dir, "evonorm_train_summary.json"), "w") as f:
+        f.write(json.dumps(summary, indent=1))
+    print(json.dumps(summary))
+    return summary
+
+
+def main(argv) -> None:
+    """absl main: runs :func:`train`, turning :class:`TrainError` into one line and exit status 1."""
+    fv = argv if isinstance(argv, flags.FlagValues) else parse_flags(argv)
+    try:
+        train(fv)
+    except TrainError as err:
+        print(f"evonorm-train: error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run() -> None:
+    """Console entry point ``evonorm-train``."""
+    app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    run()
