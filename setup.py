@@ -33,6 +33,7 @@ setup(
     package_data={"evonorm.kernels": ["*.cc"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["evonorm-search = evonorm.search.main:run"]},
+    entry_points={"console_scripts": ["evonorm-search = evonorm.search.main:run",
+                                     "evonorm-train = evonorm.vision.train_main:run"]},
     license="Apache-2.0",
 )

@@ -214,14 +214,12 @@ def command(name: str, model_dir: str | None = None) -> str:
 
 
 def _factory(name: str, tiny: bool):
-    arch, recipe, norm_act, batch, column = EXPERIMENTS[name]
+    arch, recipe, norm_act, batch, _ = EXPERIMENTS[name]
 
     def factory() -> cfg.ExperimentConfig:
         return build_experiment(arch, recipe, norm_act, tiny=tiny, batch_size=batch)
 
     full = name + ("_tiny" if tiny else "")
-    paper = PAPER_RESULTS.get(column, {})
-    reported = ", ".join(f"{layer} {acc}" for layer, acc in paper.items())
     scope = ("Tiny CPU twin on Fashion-MNIST records (a few steps; smoke test, no paper number) of "
              if tiny else "Paper setting ")
     factory.__name__ = full
@@ -229,8 +227,28 @@ def _factory(name: str, tiny: bool):
     factory.__doc__ = (f"{scope}{name}: {arch.key} {arch.full if not tiny else arch.tiny}, "
                        f"{recipe.epochs} epochs, batch {batch or recipe.batch_size}, {recipe.schedule} "
                        f"schedule, default norm-act {norm_act}.\n\nCommand:\n    {command(full)}\n"
-                       + ("" if tiny else f"\nPaper (ImageNet top-1 %, column {column}): {reported}\n"))
+                       + ("" if tiny else f"\nPaper (ImageNet top-1 %): {paper_numbers(name)}\n"))
     return factory
+
+
+def paper_numbers(name: str) -> str:
+    """The paper's top-1 accuracies for experiment ``name``'s column: the default layer first (bold),
+    then the other rows; Table 7 variants list their three seeds and unmodified EvoNorm-B0's."""
+    _, _, norm_act, _, column = EXPERIMENTS[name.removesuffix("_tiny")]
+    results = PAPER_RESULTS[column]
+    if column == "t7":
+        results = {norm_act: results[norm_act], "evonorm_b0": results["evonorm_b0"]}
+    cells = [f"**{norm_act} {results[norm_act]}**"]
+    cells += [f"{layer} {acc}" for layer, acc in results.items() if layer != norm_act]
+    return "; ".join(cells)
+
+
+def markdown_table() -> str:
+    """The README table: experiment, default layer, command, and the paper's numbers beside it."""
+    rows = ["| experiment | default layer | command | paper ImageNet top-1 % |", "|---|---|---|---|"]
+    for name, (_, _, norm_act, _, _) in EXPERIMENTS.items():
+        rows.append(f"| `{name}` | {norm_act} | `{command(name)}` | {paper_numbers(name)} |")
+    return "\n".join(rows)
 
 
 def experiment_names(tiny: bool | None = None) -> list:
