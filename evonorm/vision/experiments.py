@@ -153,7 +153,7 @@ def build_experiment(arch: Arch, recipe: Recipe, norm_act: str, tiny: bool = Fal
         size, classes, backbone_args = 32, 10, arch.tiny
         recipe = dataclasses.replace(recipe, ema_decay=None)  # 0.9999 would freeze 20-step eval weights
     else:
-        per_epoch = IMAGENET_TRAIN / batch
+        per_epoch = IMAGENET_TRAIN // batch  # whole steps, as Model Garden
         total, eval_batch = int(recipe.epochs * per_epoch), min(batch, 1024)
         eval_steps = IMAGENET_VAL // eval_batch
         size, classes, backbone_args = arch.image_size, 1000, arch.full
