@@ -1,0 +1,118 @@
+"""The evonorm-train driver: listing, clear failures, a real tiny train_and_eval run that checkpoints
+and resumes, and one training step under a 2-replica MirroredStrategy (in its own process)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from evonorm.data import fashion_mnist, records
+from evonorm.vision import train_main
+
+pytestmark = pytest.mark.skipif(
+    not os.path.isfile(os.path.join(fashion_mnist.data_dir(), "t10k-labels-idx1-ubyte.gz")),
+    reason="Fashion-MNIST IDX files not installed (apt-get install dataset-fashion-mnist)")
+
+TINY = "evonorm_resnet50_imagenet_tiny"
+# Short loops so the run checkpoints, evaluates and stops within a few seconds.
+FAST = ("trainer.steps_per_loop=2,trainer.checkpoint_interval=2,trainer.summary_interval=2,"
+        "trainer.validation_interval=4,trainer.validation_steps=2")
+
+
+@pytest.fixture(scope="module")
+def data_yaml(tmp_path_factory):
+    """A --config_file pointing the tiny experiments at a small subset of the real records."""
+    root = tmp_path_factory.mktemp("records")
+    patterns = records.prepare_fashion_mnist(str(root / "fm"), limit=128)
+    path = root / "data.yaml"
+    path.write_text("task:\n  train_data:\n    input_path: '{train}'\n  validation_data:\n"
+                    "    input_path: '{test}'\n".format(**patterns))
+    return str(path)
+
+
+def command():
+    """The installed console script when present, else the same module through this interpreter."""
+    script = shutil.which("evonorm-train")
+    return [script] if script else [sys.executable, "-m", "evonorm.vision.train_main"]
+
+
+def run_cli(*args, timeout=240):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run(command() + list(args), capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def summary_of(result):
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def call(argv, capsys):
+    """Runs the driver in this process; returns (exit code, stdout, stderr)."""
+    try:
+        train_main.main(train_main.parse_flags(["evonorm-train"] + argv))
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_list_experiments_includes_ours_and_model_gardens(capsys):
+    code, out, _ = call(["--list_experiments"], capsys)
+    assert code == 0
+    assert "evonorm_resnet50_imagenet  (+ evonorm_resnet50_imagenet_tiny)" in out
+    assert "evonorm_mobilenetv2_bs128_imagenet" in out and "resnet_imagenet" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--experiment=no_such_thing", "--model_dir=/tmp/x"], "unknown experiment 'no_such_thing'. Ours: "
+     "evonorm_resnet50_imagenet"),
+    (["--experiment=" + TINY], "--model_dir is required"),
+    (["--experiment=" + TINY, "--model_dir=/tmp/x", "--strategy=tpu"], "--strategy=tpu needs --tpu="),
+    (["--experiment=" + TINY, "--model_dir=/tmp/x", "--strategy=mirrored", "--num_gpus=4"],
+     "--num_gpus=4 but this machine has 0 GPU"),
+    (["--experiment=" + TINY, "--model_dir=/tmp/x", "--config_file=/nonexistent.yaml"], "does not exist"),
+    (["--experiment=" + TINY, "--model_dir=/tmp/x", "--params_override=task.model.no_field=1"],
+     "bad --params_override"),
+])
+def test_bad_requests_fail_fast_with_one_clear_line(argv, message, capsys):
+    code, _, err = call(argv, capsys)
+    assert code == 1
+    assert err.startswith("evonorm-train: error: ") and message in err
+
+
+def test_missing_records_without_preparation_say_how_to_get_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(records.ENV_VAR, str(tmp_path))
+    code, _, err = call(["--experiment=" + TINY, f"--model_dir={tmp_path / 'm'}", "--noprepare_data"], capsys)
+    assert code == 1 and "python -m evonorm.data.records" in err
+    assert not os.path.exists(tmp_path / "m")
+
+
+def test_train_and_eval_checkpoints_then_resumes(tmp_path, data_yaml):
+    model_dir = str(tmp_path / "run")
+    first = summary_of(run_cli(f"--experiment={TINY}", "--mode=train_and_eval", f"--model_dir={model_dir}",
+                               f"--config_file={data_yaml}",
+                               f"--params_override={FAST},trainer.train_steps=4"))
+    assert first["checkpoint_step"] == 4 and first["replicas"] == 1
+    assert 0.0 <= first["eval"]["accuracy"] <= 1.0 and first["train"]["training_loss"] > 0
+    assert os.path.isfile(os.path.join(model_dir, "params.yaml"))
+    assert os.listdir(os.path.join(model_dir, "train"))  # TensorBoard summaries
+    second = run_cli(f"--experiment={TINY}", "--mode=train", f"--model_dir={model_dir}",
+                     f"--config_file={data_yaml}", f"--params_override={FAST},trainer.train_steps=6")
+    assert summary_of(second)["checkpoint_step"] == 6
+    assert "restored from checkpoint" in second.stderr + second.stdout
+    assert "training until step 6" in second.stderr + second.stdout and "step:      4" in second.stderr
+
+
+def test_one_step_under_two_replica_mirrored_strategy(tmp_path, data_yaml):
+    # Its own process: a second MirroredStrategy in one process breaks collectives.
+    result = run_cli(f"--experiment={TINY}", "--mode=train", f"--model_dir={tmp_path / 'mirrored'}",
+                     "--strategy=mirrored", "--num_cpu_replicas=2", f"--config_file={data_yaml}",
+                     "--params_override=trainer.train_steps=1,trainer.steps_per_loop=1,"
+                     "trainer.checkpoint_interval=1,trainer.summary_interval=1")
+    summary = summary_of(result)
+    assert summary["replicas"] == 2 and summary["checkpoint_step"] == 1
+    assert summary["train"]["training_loss"] > 0
