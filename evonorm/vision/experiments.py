@@ -171,7 +171,8 @@ def build_experiment(arch: Arch, recipe: Recipe, norm_act: str, tiny: bool = Fal
     loop = TINY_STEPS // 2 if tiny else max(1, int(per_epoch))
     trainer = cfg.TrainerConfig(
         train_steps=total, steps_per_loop=loop, summary_interval=loop, checkpoint_interval=loop,
-        validation_steps=eval_steps, validation_interval=total if tiny else loop, max_to_keep=3 if tiny else 5,
+        validation_steps=eval_steps, validation_interval=total if tiny else loop,
+        max_to_keep=3 if tiny else 5,
         optimizer_config=_optimization(recipe, batch, total, per_epoch))
     runtime = cfg.RuntimeConfig(distribution_strategy="one_device" if tiny else "mirrored",
                                 mixed_precision_dtype="float32", enable_xla=False)
@@ -205,6 +206,38 @@ EXPERIMENTS = {
     "evonorm_resnet50_b0_max_to_add_imagenet": (RESNET50, RESNET_ORIGINAL, "evonorm_b0_max_to_add", None,
                                                 "t7"),
 }
+
+
+def rescale_schedule(params: cfg.ExperimentConfig, train_steps: int) -> cfg.ExperimentConfig:
+    """Sets ``trainer.train_steps`` and stretches the schedule to match, in place.
+
+    Model Garden schedules count absolute steps, so overriding ``train_steps`` alone would, e.g., leave
+    the tiny twins' learning rate decayed to 1/1000 after step 17. This scales every step count of
+    the learning-rate and warmup schedules by ``train_steps / old train_steps``.
+    """
+    if not isinstance(train_steps, int) or train_steps < 1:
+        raise ValueError(f"train_steps must be a positive integer, got {train_steps!r}.")
+    ratio = train_steps / params.trainer.train_steps
+
+    def scaled(steps):
+        return max(1, round(steps * ratio))
+
+    opt = params.trainer.optimizer_config
+    lr = opt.learning_rate.get()
+    updates = {}
+    if opt.learning_rate.type == "stepwise":
+        updates["boundaries"] = sorted({scaled(b) for b in lr.boundaries})
+        if len(updates["boundaries"]) != len(lr.boundaries):
+            raise ValueError(f"train_steps={train_steps} is too short for {len(lr.boundaries)} "
+                             f"learning-rate boundaries.")
+    elif getattr(lr, "decay_steps", None):
+        updates["decay_steps"] = scaled(lr.decay_steps)
+    warmup = {}
+    if opt.warmup.type and getattr(opt.warmup.get(), "warmup_steps", None):
+        warmup = {opt.warmup.type: {"warmup_steps": scaled(opt.warmup.get().warmup_steps)}}
+    params.override({"trainer": {"train_steps": train_steps, "optimizer_config": {
+        "learning_rate": {opt.learning_rate.type: updates}, "warmup": warmup}}}, is_strict=True)
+    return params
 
 
 def command(name: str, model_dir: str | None = None) -> str:

@@ -42,6 +42,9 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_enum("mode", "train_and_eval", MODES, "what to run", flag_values=fv)
     flags.DEFINE_string("model_dir", None, "checkpoints, summaries and params.yaml (created if missing)",
                         flag_values=fv)
+    flags.DEFINE_integer("train_steps", None, "train this many steps, stretching the learning-rate "
+                         "and warmup schedules to match (plain trainer.train_steps does not)",
+                         flag_values=fv)
     flags.DEFINE_enum("strategy", None, STRATEGIES, "tf.distribute strategy (default: the "
                       "experiment's runtime.distribution_strategy)", flag_values=fv)
     flags.DEFINE_string("tpu", None, "TPU name or grpc:// address ('local' on a TPU VM)", flag_values=fv)
@@ -125,6 +128,13 @@ def build_params(fv: flags.FlagValues):
     if fv.num_gpus is not None:
         runtime["num_gpus"] = fv.num_gpus
     params.override({"runtime": runtime}, is_strict=True)
+    if fv.train_steps is not None:
+        from evonorm.vision.experiments import rescale_schedule  # noqa: PLC0415
+
+        try:
+            rescale_schedule(params, fv.train_steps)
+        except ValueError as err:
+            raise TrainError(f"--train_steps: {err}") from err
     if fv.params_override:
         try:
             params = hyperparams.override_params_dict(params, fv.params_override, is_strict=True)

@@ -37,7 +37,8 @@ def test_every_experiment_is_registered_and_validates():
         else:
             assert params.task.train_data.tfds_name == "imagenet2012"
             assert params.task.model.num_classes == 1000
-        assert "evonorm-train --experiment=" + name in exp_factory._REGISTERED_CONFIGS[name].__doc__  # noqa: SLF001
+        factory = exp_factory._REGISTERED_CONFIGS[name]  # noqa: SLF001 - the docstring carries the command
+        assert "evonorm-train --experiment=" + name in factory.__doc__
 
 
 def test_paper_settings_follow_the_recipes():
@@ -49,7 +50,8 @@ def test_paper_settings_follow_the_recipes():
     assert r50.task.model.norm_activation.type == "evonorm_b0"
     assert lr_cfg("evonorm_resnet50_imagenet").stepwise.values[0] == pytest.approx(0.4)
     assert lr_cfg("evonorm_resnet50_bs32_imagenet").stepwise.values[0] == pytest.approx(0.1 * 32 / 256)
-    assert exp_factory.get_exp_config("evonorm_resnet50_aug_imagenet").task.train_data.aug_type.type == "randaug"
+    aug = exp_factory.get_exp_config("evonorm_resnet50_aug_imagenet").task.train_data.aug_type
+    assert aug.type == "randaug"
     steps_90 = r50.trainer.train_steps
     assert exp_factory.get_exp_config("evonorm_resnet50_aug_2x_imagenet").trainer.train_steps == 2 * steps_90
     assert lr_cfg("evonorm_resnet50_aug_2x_cos_imagenet").type == "cosine"
@@ -57,7 +59,8 @@ def test_paper_settings_follow_the_recipes():
     assert mv2_small.task.train_data.global_batch_size == 128
     assert mv2_small.trainer.optimizer_config.learning_rate.exponential.initial_learning_rate == \
         pytest.approx(0.016 * 128 / 256)
-    assert exp_factory.get_exp_config("evonorm_efficientnet_b5_imagenet").task.model.input_size == [456, 456, 3]
+    b5 = exp_factory.get_exp_config("evonorm_efficientnet_b5_imagenet")
+    assert b5.task.model.input_size == [456, 456, 3]
     variant = exp_factory.get_exp_config("evonorm_resnet50_b0_no_local_imagenet")
     assert variant.task.model.norm_activation.type == "evonorm_b0_no_local"
 
@@ -163,3 +166,16 @@ def test_missing_data_errors_say_how_to_get_it(tmp_path, monkeypatch):
     imagenet.override({"task": {"train_data": {"tfds_data_dir": str(tmp_path / "tfds")}}})
     with pytest.raises(DataNotFoundError, match="not prepared.*downloads/manual"):
         check_data(imagenet.task.train_data)
+
+
+def test_rescale_schedule_stretches_every_step_count():
+    params = experiments.rescale_schedule(exp_factory.get_exp_config("evonorm_resnet50_imagenet_tiny"), 200)
+    opt = params.trainer.optimizer_config
+    assert params.trainer.train_steps == 200
+    assert opt.learning_rate.stepwise.boundaries == [60, 130, 170]
+    assert opt.warmup.linear.warmup_steps == 10
+    cosine = exp_factory.get_exp_config("evonorm_resnet50_aug_2x_cos_imagenet_tiny")
+    cosine = experiments.rescale_schedule(cosine, 40)
+    assert cosine.trainer.optimizer_config.learning_rate.cosine.decay_steps == 40
+    with pytest.raises(ValueError, match="too short"):
+        experiments.rescale_schedule(exp_factory.get_exp_config("evonorm_resnet50_imagenet_tiny"), 2)
