@@ -43,6 +43,13 @@ def test_tiny_search_writes_outputs_and_resumes(tmp_path):
     with SearchStore(os.path.join(workdir, "search.db")) as store:
         assert [(r.id, r.key, r.status) for r in store.records()][:len(first)] == first
 
+    # Re-ranking trains the top layer and a baseline identically and writes the table.
+    from evonorm.search.rerank import rerank_workdir
+
+    path = rerank_workdir(workdir, _config(14), top_k=1, steps=3, baselines=("bn_relu",), log_fn=lines.append)
+    table = open(path).read()
+    assert "| bn_relu |" in table and "held-out validation images" in table
+
 
 def test_bad_override_and_missing_cifar10(tmp_path):
     with pytest.raises(ValueError, match="unknown SearchConfig fields"):
