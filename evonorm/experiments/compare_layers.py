@@ -253,7 +253,7 @@ def define_flags(flag_values=None):
     """Defines this job's command-line flags (once) on ``flag_values`` (default: absl's global FLAGS)."""
     from absl import flags  # noqa: PLC0415
 
-    fv = flag_values or flags.FLAGS
+    fv = flags.FLAGS if flag_values is None else flag_values  # an empty FlagValues is falsy
     if "steps" in fv and "eval_examples" in fv:
         return fv
     d = CompareConfig()
@@ -291,7 +291,7 @@ def main(argv, flag_values=None):
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    fv = flag_values or flags.FLAGS
+    fv = flags.FLAGS if flag_values is None else flag_values  # an empty FlagValues is falsy
     config = CompareConfig(layers=tuple(fv.layers), steps=fv.steps, batch_size=fv.batch_size, depth=fv.depth,
                            seed=fv.seed, workdir=fv.workdir, data_dir=fv.data_dir, eval_every=fv.eval_every,
                            eval_examples=fv.eval_examples, groups=fv.groups or None, base_lr=fv.base_lr,
