@@ -220,7 +220,20 @@ def train_cell(cell: Cell, data_dir: str | None = None) -> dict:
             "params": int(model.count_params())}
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this worker when the driver dies (SIGKILL, Ctrl-C), so a killed
+    run leaves no orphan training on the CPU; elsewhere a no-op (the pool then ends them on exit)."""
+    try:
+        import ctypes  # noqa: PLC0415
+        import signal  # noqa: PLC0415
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
 def _init_worker(threads: int) -> None:
+    _die_with_parent()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf  # noqa: PLC0415
 

@@ -1,10 +1,11 @@
 """Registers the evonorm backbones in TF Model Garden's backbone factory, with their configs.
 
 Importing this module registers the builders under 'evonorm_resnet', 'evonorm_mobilenet',
-'evonorm_mnasnet' and 'evonorm_efficientnet' (importing or reloading it again is harmless). A Model
-Garden experiment then selects one with a :class:`Backbone` config (Model Garden's OneOfConfig with
-one field per key) and chooses the norm-act layer with :class:`EvoNormActivation`, Model Garden's
-``NormActivation`` plus the layer name and the shared layer kwargs::
+'evonorm_mnasnet', 'evonorm_efficientnet' and 'evonorm_spinenet' (importing or reloading it again
+is harmless). A Model Garden experiment then selects one with a :class:`Backbone` config (Model
+Garden's OneOfConfig with one field per key) and chooses the norm-act layer with
+:class:`EvoNormActivation`, Model Garden's ``NormActivation`` plus the layer name and the shared
+layer kwargs::
 
     from official.vision.modeling.backbones import factory
     from evonorm.vision import model_garden as mg
@@ -28,7 +29,7 @@ from official.vision.configs import backbones as mg_backbones
 from official.vision.configs import common as mg_common
 from official.vision.modeling.backbones import factory
 
-from evonorm.vision.backbones import EfficientNet, MobileNet, ResNet
+from evonorm.vision.backbones import EfficientNet, MobileNet, ResNet, SpineNet
 
 _ACTIVATION_TO_NORM_ACT = {"relu": "bn_relu", "relu6": "bn_relu", "swish": "bn_silu", "silu": "bn_silu"}
 
@@ -89,6 +90,17 @@ class EvoNormEfficientNet(hyperparams.Config):
 
 
 @dataclasses.dataclass
+class EvoNormSpineNet(hyperparams.Config):
+    """Config of :class:`evonorm.vision.backbones.SpineNet`; the fields of Model Garden's ``SpineNet``
+    config, so a Mask R-CNN/RetinaNet experiment's ``min_level``/``max_level`` checks carry over."""
+
+    model_id: str = "49"
+    stochastic_depth_drop_rate: float = 0.0
+    min_level: int = 3
+    max_level: int = 7
+
+
+@dataclasses.dataclass
 class Backbone(mg_backbones.Backbone):
     """Model Garden's backbone OneOfConfig plus one field per evonorm registry key."""
 
@@ -96,6 +108,7 @@ class Backbone(mg_backbones.Backbone):
     evonorm_mobilenet: EvoNormMobileNet = dataclasses.field(default_factory=EvoNormMobileNet)
     evonorm_mnasnet: EvoNormMnasNet = dataclasses.field(default_factory=EvoNormMnasNet)
     evonorm_efficientnet: EvoNormEfficientNet = dataclasses.field(default_factory=EvoNormEfficientNet)
+    evonorm_spinenet: EvoNormSpineNet = dataclasses.field(default_factory=EvoNormSpineNet)
 
 
 def norm_act_from_config(norm_activation_config) -> tuple[str, dict]:
@@ -168,11 +181,20 @@ def build_evonorm_efficientnet(input_specs, backbone_config, norm_activation_con
                         drop_connect_rate=cfg.stochastic_depth_drop_rate, **args)
 
 
+def build_evonorm_spinenet(input_specs, backbone_config, norm_activation_config, l2_regularizer=None):
+    """Model Garden builder for 'evonorm_spinenet' (endpoints ``min_level``..``max_level``)."""
+    cfg, args = _common_args(input_specs, backbone_config, norm_activation_config, l2_regularizer,
+                             "evonorm_spinenet")
+    return SpineNet(cfg.model_id, min_level=cfg.min_level, max_level=cfg.max_level,
+                    stochastic_depth_rate=cfg.stochastic_depth_drop_rate, **args)
+
+
 BUILDERS = {
     "evonorm_resnet": build_evonorm_resnet,
     "evonorm_mobilenet": build_evonorm_mobilenet,
     "evonorm_mnasnet": build_evonorm_mnasnet,
     "evonorm_efficientnet": build_evonorm_efficientnet,
+    "evonorm_spinenet": build_evonorm_spinenet,
 }
 
 

@@ -20,19 +20,25 @@ class Backbone(tf_keras.Model):
     classifier starts with a wide 1x1 "head" convolution returns that feature map too, under level
     '6' (still stride 32): ``output_specs`` lists only levels '2'..'5' (what decoders such as FPN
     consume), while Model Garden's classification model takes ``endpoints[max(keys)]``, i.e. '6'.
+
+    A network built for other decoder levels passes ``levels`` (SpineNet: '3'..'7', stride 8..128,
+    the levels Model Garden's SpineNet serves to its decoders and Mask R-CNN); ``output_specs`` then
+    lists exactly those levels. ``levels`` is derived by the subclass from its own arguments, so it
+    is not part of ``config``.
     """
 
-    def __init__(self, inputs, endpoints: dict, config: dict, **kwargs):
-        missing = [level for level in LEVELS if level not in endpoints]
+    def __init__(self, inputs, endpoints: dict, config: dict, levels=LEVELS, **kwargs):
+        levels = tuple(str(level) for level in levels)
+        missing = [level for level in levels if level not in endpoints]
         if missing:
             raise ValueError(f"backbone endpoints lack levels {missing}; got {sorted(endpoints)}.")
         super().__init__(inputs=inputs, outputs=endpoints, **kwargs)
         self._backbone_config = dict(config)
-        self._output_specs = {level: endpoints[level].shape for level in LEVELS}
+        self._output_specs = {level: endpoints[level].shape for level in levels}
 
     @property
     def output_specs(self):
-        """Dict level -> TensorShape of the feature maps for decoders (levels '2'..'5')."""
+        """Dict level -> TensorShape of the feature maps for decoders ('2'..'5' unless declared)."""
         return self._output_specs
 
     @property
