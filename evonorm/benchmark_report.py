@@ -48,7 +48,7 @@ def run(layers=None, step_layers=DEFAULT_STEP_LAYERS, depths=(8, 20), batch=128,
         fns = {name: benchmark.model_step_fn(name, depth, batch) for name in step_layers}
         steps = benchmark.time_interleaved(fns, rounds=5, reps=3)
         step_base = steps["bn_relu"]
-        mems = {name: benchmark.peak_memory_mb(fn) for name, fn in fns.items()} if memory else {}
+        mems = {name: benchmark.peak_memory_mb_subprocess(name, depth, batch) for name in fns} if memory else {}
         rows = []
         for name, sec in steps.items():
             row = [name, f"{sec * 1e3:.1f}", f"{sec / step_base:.2f}x"]
@@ -58,7 +58,8 @@ def run(layers=None, step_layers=DEFAULT_STEP_LAYERS, depths=(8, 20), batch=128,
         header = ["layer", "ms / step", "vs BN-ReLU"] + (["peak MiB", "vs BN-ReLU"] if memory else [])
         sections += ["", f"## Training step, pre-activation ResNet-{depth}, batch {batch}, 32x32x3, SGD", "",
                      "Baseline: the same network with `bn_relu` (TensorFlow's fused batch-norm kernel + ReLU)."
-                     + (" Peak MiB: peak of TensorFlow's CPU allocator during one training step." if memory else ""), "", _table(header, rows)]
+                     + (" Peak MiB: peak of TensorFlow's CPU allocator (BFC, one fresh process per row) during one "
+                        "training step." if memory else ""), "", _table(header, rows)]
     text = "\n".join(sections) + "\n"
     print(text)
     with open(output, "w", encoding="utf-8") as f:

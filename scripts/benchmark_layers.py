@@ -16,7 +16,8 @@ flags.DEFINE_list("layers", None, "Layers for the per-layer table (default: ever
 flags.DEFINE_list("step_layers", benchmark_report.DEFAULT_STEP_LAYERS, "Layers for the training-step table.")
 flags.DEFINE_list("depths", ["8", "20"], "Pre-activation ResNet depths for the training-step table.")
 flags.DEFINE_integer("batch_size", 128, "Batch size of every measurement.")
-flags.DEFINE_bool("memory", True, "Also measure peak training memory (one subprocess per network and layer).")
+flags.DEFINE_bool("memory", True, "Also measure peak training memory (one subprocess per network and layer, "
+                  "on TensorFlow's BFC allocator).")
 flags.DEFINE_string("output", "BENCHMARKS.md", "Markdown file to write.")
 
 
