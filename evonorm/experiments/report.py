@@ -114,11 +114,16 @@ def plot(summary: dict, path: str) -> None:
     plt.close(fig)
 
 
-def write_all(workdir: str, summary: dict) -> None:
-    """Writes the three ``OUTPUTS`` into ``workdir``."""
+def write_json_and_markdown(workdir: str, summary: dict, text: str) -> None:
+    """Writes ``summary`` as ``results.json`` and ``text`` as ``results.md`` into ``workdir``."""
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1)
     with open(os.path.join(workdir, "results.md"), "w", encoding="utf-8") as f:
-        f.write(markdown(summary))
+        f.write(text)
+
+
+def write_all(workdir: str, summary: dict) -> None:
+    """Writes the three ``OUTPUTS`` into ``workdir``."""
+    write_json_and_markdown(workdir, summary, markdown(summary))
     plot(summary, os.path.join(workdir, "accuracy.png"))

@@ -13,8 +13,8 @@ Three suites, each a grid of independent training runs ("cells"), every cell one
 
 Every finished cell is written to ``WORKDIR/cells/`` at once (atomically), keyed by all settings that
 change its result; a rerun skips finished cells, so a killed run resumes and loses only the cells in
-flight. ``--jobs`` runs cells in parallel processes (one TensorFlow thread each), which on a 2-core
-CPU trains these small networks faster than one process with two threads.
+flight. ``--jobs`` runs cells in parallel processes, each with ``cores // jobs`` TensorFlow threads;
+results do not depend on it beyond float summation order.
 
 Command (``python scripts/reproduce.py``; what ran and how long is in ``official/results/``)::
 
@@ -220,30 +220,31 @@ def train_cell(cell: Cell, data_dir: str | None = None) -> dict:
             "params": int(model.count_params())}
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent_pid: int) -> None:
     """Linux: have the kernel kill this worker when the driver dies (SIGKILL, Ctrl-C), so a killed
-    run leaves no orphan training on the CPU; elsewhere a no-op (the pool then ends them on exit)."""
+    run leaves no orphan training on the CPU; elsewhere a no-op (the pool then ends them on exit).
+
+    The death signal follows the *thread* that started the worker, so workers must be started by
+    the driver's main thread (``_map`` does: no worker recycling, no starts from pool threads).
+    """
     try:
         import ctypes  # noqa: PLC0415
         import signal  # noqa: PLC0415
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
     except (OSError, AttributeError):
-        pass
+        return
+    if os.getppid() != parent_pid:  # the driver died before the signal was armed
+        os._exit(1)
 
 
-def _init_worker(threads: int) -> None:
-    _die_with_parent()
+def _init_worker(threads: int, parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf  # noqa: PLC0415
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
-def _train_job(args):
-    cell, data_dir = args
-    return train_cell(cell, data_dir)
 
 
 def run(config: ReproConfig, command: str = "", log=None) -> dict:
@@ -293,9 +294,16 @@ def _map(todo, config: ReproConfig, jobs: int):
             yield train_cell(cell, config.data_dir)
         return
     import multiprocessing  # noqa: PLC0415
+    from concurrent import futures  # noqa: PLC0415
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    # spawn: a forked TensorFlow runtime is not safe to use in the child.
-    with multiprocessing.get_context("spawn").Pool(jobs, initializer=_init_worker, initargs=(threads,),
-                                                   maxtasksperchild=8) as pool:
-        yield from pool.imap_unordered(_train_job, [(c, config.data_dir) for c in todo])
+    # spawn: a forked TensorFlow runtime is not safe to use in the child. Workers start on the first
+    # submits, from this (main) thread, and live for the whole run (see _die_with_parent).
+    pool = futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker, initargs=(threads, os.getpid()))
+    try:
+        pending = [pool.submit(train_cell, cell, config.data_dir) for cell in todo]
+        for future in futures.as_completed(pending):
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

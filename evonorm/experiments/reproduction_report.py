@@ -8,7 +8,6 @@ run at its accuracy when the NaN occurred; the tables say how many runs diverged
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import statistics
 
@@ -102,12 +101,14 @@ def markdown(summary: dict) -> str:
         "ImageNet numbers.",
     ]
     for name, suite in summary["suites"].items():
-        parts += ["", f"## {suite['title']} (paper {suite['paper']})", "", suite_table(summary, suite), "",
+        parts += ["", f"## {suite['title']} -- paper {suite['paper']}", "", suite_table(summary, suite), "",
                   f"![{name}]({name}.png)"]
     parts += ["", f"- Data: {summary['data']['name']}, `{summary['data']['path']}`.",
               f"- Machine: {summary['machine']}.", f"- Command: `{summary['command']}`.",
-              f"- Wall time of this invocation: {summary['wall_time_s'] / 60:.1f} min "
-              "(cells finished by an earlier invocation are reused, not retrained)."]
+              f"- Training time: {sum(r['wall_time_s'] for r in summary['cells']) / 60:.0f} min summed over "
+              f"the {len(summary['cells'])} runs (each run's time is in `results.json`); this invocation took "
+              f"{summary['wall_time_s'] / 60:.1f} min (runs finished by an earlier one are reused, not "
+              "retrained)."]
     return "\n".join(parts) + "\n"
 
 
@@ -127,6 +128,8 @@ def plot_suite(summary: dict, name: str, path: str) -> None:
             ax.errorbar([b for b, _ in pts], [100 * s["mean"] for _, s in pts],
                         yerr=[100 * s["std"] for _, s in pts], marker="o", capsize=3, label=layer)
         ax.set_xscale("log", base=2)
+        ax.set_xticks(suite["batch_sizes"], [str(b) for b in suite["batch_sizes"]])
+        ax.minorticks_off()
         ax.invert_xaxis()  # as the paper's figure: large batches on the left
         ax.set_xlabel("batch size (learning rate scaled linearly)")
     else:
@@ -139,8 +142,12 @@ def plot_suite(summary: dict, name: str, path: str) -> None:
         ax.set_xticks(range(len(suite["layers"])))
         ax.set_xticklabels(suite["layers"], rotation=30, ha="right", fontsize=8)
         ax.axhline(100 * CHANCE, color="gray", linestyle=":", linewidth=1)
+        means = [agg[(a, layer, suite["batch_sizes"][0])]["mean"] for a in suite["archs"]
+                 for layer in suite["layers"] if (a, layer, suite["batch_sizes"][0]) in agg]
+        if means and min(means) > 2 * CHANCE:  # nothing at chance: zoom in on the differences
+            ax.set_ylim(bottom=max(0.0, 100 * min(means) - 8))
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Fashion-MNIST, {suite['title']} (paper {suite['paper']}); mean ± std over "
+    ax.set_title(f"Fashion-MNIST, {suite['title']} (paper {suite['paper']}): mean ± std over "
                  f"{len(summary['config']['seeds'])} seeds", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
@@ -151,10 +158,6 @@ def plot_suite(summary: dict, name: str, path: str) -> None:
 
 def write_all(workdir: str, summary: dict) -> None:
     """Writes ``results.json``, ``results.md`` and one ``<suite>.png`` per suite that ran."""
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1)
-    with open(os.path.join(workdir, "results.md"), "w", encoding="utf-8") as f:
-        f.write(markdown(summary))
+    report.write_json_and_markdown(workdir, summary, markdown(summary))
     for name in summary["suites"]:
         plot_suite(summary, name, os.path.join(workdir, f"{name}.png"))

@@ -108,3 +108,58 @@ def test_missing_data_fails_fast_with_the_install_command(tmp_path):
     with pytest.raises(fm.FashionMNISTNotFoundError, match="dataset-fashion-mnist"):
         R.run(config, log=lambda _: None)
     assert not (tmp_path / "w").exists()
+
+
+def _children(pid):
+    """Pids of the live processes whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/status", encoding="utf-8") as f:
+                    fields = dict(line.split(":\t", 1) for line in f if ":\t" in line)
+            except OSError:
+                continue
+            if fields.get("PPid", "").strip() == str(pid) and fields.get("State", "")[:1] != "Z":
+                out.append(int(entry))
+    return out
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+            return "State:\tZ" not in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not HAVE_DATA or not os.path.isdir("/proc"), reason="needs Fashion-MNIST and Linux")
+def test_killing_the_driver_leaves_no_orphan_workers(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    driver = subprocess.Popen(
+        [sys.executable, os.path.join(repo, "scripts", "reproduce.py"), "--suites=ablation", "--seeds=0,1",
+         "--examples=12800", "--width=0.25", "--eval_examples=100", "--jobs=2", f"--workdir={tmp_path}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        workers = []
+        while time.time() < deadline and len(workers) < 2:
+            # spawn's resource tracker is a child too; the workers are the ones that import TensorFlow
+            workers = [p for p in _children(driver.pid) if "resource_tracker" not in
+                       open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace")]
+            time.sleep(0.5)
+        assert len(workers) == 2, "the pool did not start two workers"
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+        deadline = time.time() + 30
+        while time.time() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.5)
+        assert not any(_alive(p) for p in workers), "workers outlived the killed driver"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
