@@ -269,12 +269,9 @@ def run(config: ReproConfig, command: str = "", log=None) -> dict:
         f"{len(x_test)} test images; suites {', '.join(config.suites)}: {len(todo_all)} cells, "
         f"{len(todo_all) - len(todo)} already finished in {config.workdir}")
     jobs = config.jobs or os.cpu_count() or 1
-    done_time, finished = 0.0, 0
-    for result in _map(todo, config, jobs):
+    for finished, result in enumerate(_map(todo, config, jobs), start=1):
         save_cell(config.workdir, result)
-        finished += 1
-        done_time = time.perf_counter() - start
-        eta = done_time / finished * (len(todo) - finished)
+        eta = (time.perf_counter() - start) / finished * (len(todo) - finished)
         c = result["cell"]
         acc = "diverged" if result["diverged"] else f"{result['test_acc']:.4f}"
         log(f"[{finished}/{len(todo)}] {c['arch']:<12} {c['layer']:<22} batch {c['batch_size']:>3} seed "
@@ -283,7 +280,7 @@ def run(config: ReproConfig, command: str = "", log=None) -> dict:
     summary = reproduction_report.summarize(config, results, command=command,
                                             wall_time_s=time.perf_counter() - start)
     reproduction_report.write_all(config.workdir, summary)
-    log(f"wrote {', '.join(reproduction_report.OUTPUTS)} to {config.workdir}")
+    log(f"wrote {', '.join(reproduction_report.outputs(config.suites))} to {config.workdir}")
     return summary
 
 

@@ -13,10 +13,14 @@ import statistics
 
 from evonorm.experiments import report
 
-OUTPUTS = ("results.json", "results.md", "layers.png", "batch.png", "ablation.png")
 CHANCE = 0.1
 ARCH_NAMES = {"resnet": "ResNet-8 (pre-act)", "mobilenetv2": "MobileNetV2-style",
               "efficientnet": "EfficientNet-style"}
+
+
+def outputs(suites) -> list:
+    """The files ``write_all`` writes for a run of ``suites``."""
+    return ["results.json", "results.md"] + [f"{name}.png" for name in suites]
 
 
 def aggregate(results) -> dict:
