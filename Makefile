@@ -3,7 +3,7 @@
 
 VENV = $(shell ./scripts/bootstrap.sh)
 
-demo:  ## Main job: compare BN-ReLU, GN-ReLU, EvoNorm-B0, EvoNorm-S0 on Fashion-MNIST (offline), ~10 min on 2 cores
+demo:  ## Main job: compare BN-ReLU, GN-ReLU, EvoNorm-B0, EvoNorm-S0 on Fashion-MNIST (offline), 8-15 min on 2 cores
 	$(VENV)/bin/python scripts/compare_layers.py
 
 test:  ## Default test suite (< 15 min on 2 cores)

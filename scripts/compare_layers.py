@@ -1,6 +1,6 @@
 """Main job: compare BN-ReLU, GN-ReLU, EvoNorm-B0 and EvoNorm-S0 on real Fashion-MNIST, offline.
 
-    python scripts/compare_layers.py                       # default, ~6-10 min on 2 idle cores
+    python scripts/compare_layers.py                       # default, 8-15 min on 2 cores
     python scripts/compare_layers.py --layers=bn_relu,evonorm_s0 --steps=200 --workdir=/tmp/cmp
 
 Writes results.json, results.md and accuracy.png to --workdir; rerunning with the same flags skips

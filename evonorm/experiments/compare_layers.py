@@ -6,7 +6,7 @@ to ``--workdir``: ``results.json``, ``results.md`` (table plus data, machine, co
 ``accuracy.png`` (test accuracy against step). Each finished layer is saved at once under
 ``layers/``; a rerun with the same flags skips it, so an interrupted run resumes where it stopped.
 
-Command (``make demo`` runs the default, about 6-10 minutes on 2 idle CPU cores)::
+Command (``make demo`` runs the default, 8-15 minutes on 2 CPU cores: 7.8 and 14.7 min measured on two machines)::
 
     python scripts/compare_layers.py --workdir runs/compare_layers
 
@@ -26,7 +26,7 @@ from evonorm.data import fashion_mnist
 from evonorm.experiments import report
 
 DEFAULT_LAYERS = ("bn_relu", "gn_relu", "evonorm_b0", "evonorm_s0")
-# 1000 steps of batch 128 (2.1 epochs) for the 4 layers: ~6-10 min on 2 cores (official/results/).
+# 1000 steps of batch 128 (2.1 epochs) for the 4 layers: 8-15 min on 2 cores (official/results/).
 DEFAULT_STEPS = 1000
 
 
