@@ -14,10 +14,15 @@ everything candidate-specific, in the AutoML-Zero / regularized-evolution refere
 
 Regularized evolution: the population is a sliding window of the ``population_size`` most recently
 finished *accepted* candidates (rejected ones are stored but never enter it; duplicates of accepted
-candidates do, with the cached scores, as in AutoML-Zero). While fewer than ``population_size``
-candidates have been accepted, proposals are random (``generate``); afterwards each proposal runs a
-tournament on ``tournament_size`` members drawn without replacement, the winner -- by the Pareto or
-Average criterion of :mod:`evonorm.search.selection` -- is mutated, and the child is evaluated.
+candidates do, with the cached scores, as in AutoML-Zero). While fewer than ``min_population``
+candidates (default: ``population_size``, the classic algorithm) have been accepted, proposals are
+random (``generate``); afterwards each proposal runs a tournament on ``tournament_size`` members
+(capped at the current population) drawn without replacement, the winner -- by the Pareto or
+Average criterion of :mod:`evonorm.search.selection` -- is mutated, and the child is evaluated. A
+``min_population`` below ``population_size`` matters in sparse spaces: when under 1% of random
+graphs pass rejection (this search space), filling a window of 50 at random takes thousands of
+evaluations, so a small search would never leave its random phase; evolution then starts early and
+the window keeps growing to ``population_size`` with accepted children.
 :func:`random_search` ('RS + rej' in the paper) shares the budget, rejection, dedup and storage.
 
 Execution is asynchronous steady state: up to ``executor.capacity`` evaluations are in flight, and
@@ -90,6 +95,7 @@ class EvolutionConfig:
 
     Attributes:
       population_size: sliding-window size P (most recent accepted candidates).
+      min_population: accepted candidates needed before tournaments start (None: population_size).
       tournament_size: contestants S drawn per tournament (capped at the population size).
       criterion: 'pareto' (paper default) or 'average'.
       budget: evaluated candidates in total, across resumes.
@@ -105,10 +111,14 @@ class EvolutionConfig:
     seed: int = 0
     max_seconds: float | None = None
     max_proposals: int | None = None
+    min_population: int | None = None
 
     def validate(self) -> None:
         if self.population_size < 1 or self.tournament_size < 1:
             raise ValueError(f"population_size and tournament_size must be >= 1, got {self}")
+        if self.min_population is not None and not 1 <= self.min_population <= self.population_size:
+            raise ValueError(f"min_population must be in [1, population_size={self.population_size}], "
+                             f"got {self.min_population}")
         selection.get_criterion(self.criterion)
         _validate_common(self)
 
@@ -193,6 +203,7 @@ class _Search:
         self.kind, self.problem, self.store, self.executor = kind, problem, store, executor
         self.config, self.progress, self.on_record = config, progress, on_record
         self.population_size = getattr(config, "population_size", 0)
+        self.min_population = getattr(config, "min_population", None) or self.population_size
         self.criterion = selection.get_criterion(config.criterion) if kind == "evolution" else None
         self.population: collections.deque[_Member] = collections.deque(maxlen=max(1, self.population_size))
         self.cache: dict[str, Record] = {}  # key -> evaluated record
@@ -217,6 +228,11 @@ class _Search:
                 raise ValueError(f"{self.store.path} has candidates but no search metadata")
             self.store.set_meta(created=time.time(), **expected)
         else:
+            # Settings added after a database was written count as their defaults there.
+            defaults = {f.name: f.default for f in dataclasses.fields(self.config)}
+            stored_cfg = meta.get("config")
+            if isinstance(stored_cfg, dict):
+                meta = {**meta, "config": {**{k: defaults[k] for k in cfg if k not in stored_cfg}, **stored_cfg}}
             diff = {k: (meta.get(k), v) for k, v in expected.items() if meta.get(k) != v}
             if diff:
                 details = "; ".join(f"{k}: stored {a!r}, requested {b!r}" for k, (a, b) in diff.items())
@@ -255,7 +271,7 @@ class _Search:
         index, problem = self.next_index, self.problem
         self.next_index += 1
         rng = proposal_rng(self.config.seed, index)
-        if self.kind == "random" or self.accepted < self.population_size:
+        if self.kind == "random" or self.accepted < self.min_population:
             candidate, origin, parent_id = problem.generate(rng), "random", None
         else:
             members = list(self.population)

@@ -43,6 +43,7 @@ flags.DEFINE_integer("rerank_top_k", None, "Re-train the top-k longer with the b
 flags.DEFINE_integer("rerank_steps", None, "Training steps of the re-ranking runs.")
 flags.DEFINE_integer("population_size", None, "Override the evolution population size.")
 flags.DEFINE_integer("tournament_size", None, "Override the tournament size.")
+flags.DEFINE_integer("min_population", None, "Accepted candidates before evolution starts mutating.")
 flags.DEFINE_integer("quality_steps", None, "Override the quality test's training steps.")
 flags.DEFINE_integer("stability_steps", None, "Override the stability test's ascent steps.")
 flags.DEFINE_string("compare_workdir", None, "Another search's workdir drawn in Figure 6.")
@@ -93,8 +94,9 @@ def write_summary(workdir, config, summary, kind, seed, data_line, machine, comm
              f"{config.evaluator.stability_steps} ascent steps, quality threshold "
              f"{config.evaluator.quality_threshold}",
              f"- seed {seed}, budget {config.budget}, batch ops {'allowed' if config.allow_batch_ops else 'excluded'}"
-             + (f", population {config.population_size}, tournament {config.tournament_size}, "
-                f"{config.criterion} criterion" if kind == "evolution" else ""),
+             + (f", population {config.population_size} (mutations from {config.min_population or config.population_size} "
+                f"accepted on), tournament {config.tournament_size}, {config.criterion} criterion"
+                if kind == "evolution" else ""),
              f"- this run: {elapsed_s:.0f} s wall, stopped by {summary.stop_reason}", "",
              "| evaluated | accepted | duplicates | " + " | ".join(f"rejected: {k}" for k in sorted(summary.rejected))
              + " |", "|" + "---|" * (3 + len(summary.rejected)),
@@ -133,7 +135,8 @@ def run_search(config: configs_lib.SearchConfig, workdir: str, kind: str = "evol
     if kind == "evolution":
         search_config = evolution.EvolutionConfig(
             population_size=config.population_size, tournament_size=config.tournament_size,
-            criterion=config.criterion, budget=config.budget, seed=seed, max_seconds=config.max_seconds)
+            criterion=config.criterion, budget=config.budget, seed=seed, max_seconds=config.max_seconds,
+            min_population=config.min_population)
         run = evolution.regularized_evolution
     else:
         search_config = evolution.RandomSearchConfig(budget=config.budget, seed=seed,
@@ -174,7 +177,8 @@ def main(argv):
             FLAGS.config, budget=FLAGS.budget, max_seconds=FLAGS.max_seconds, workers=FLAGS.workers,
             allow_batch_ops=FLAGS.allow_batch_ops, rerank_top_k=FLAGS.rerank_top_k,
             rerank_steps=FLAGS.rerank_steps, population_size=FLAGS.population_size,
-            tournament_size=FLAGS.tournament_size, evaluator__data=FLAGS.data,
+            tournament_size=FLAGS.tournament_size, min_population=FLAGS.min_population,
+            evaluator__data=FLAGS.data,
             evaluator__data_dir=FLAGS.data_dir, evaluator__quality_steps=FLAGS.quality_steps,
             evaluator__stability_steps=FLAGS.stability_steps)
     except ValueError as err:

@@ -114,6 +114,34 @@ def test_population_rejection_dedup_and_crash_semantics():
     assert summary.best["mean"][0] == max(np.mean(list(r.scores.values())) for r in records if r.status == "accepted")
 
 
+def test_min_population_starts_mutating_early_and_the_window_still_grows():
+    summary, store = run_evolution(seed=2, budget=200, min_population=4)
+    records = list(store.records())
+    accepted_so_far = 0
+    for r in records:
+        assert r.origin == ("random" if accepted_so_far < 4 else "mutation")
+        accepted_so_far += r.status == "accepted"
+    assert sum(r.origin == "mutation" for r in records) > sum(r.origin == "random" for r in records)
+    # The sliding window is still population_size (20) long.
+    assert summary.population == [r.id for r in records if r.rejected is None][-20:]
+    assert len(summary.population) == 20
+    # Tournaments on a population below tournament_size draw every member: no crash, parents accepted.
+    by_id = {r.id: r for r in records}
+    assert all(by_id[r.parent_id].rejected is None for r in records if r.parent_id is not None)
+
+
+def test_a_database_written_before_min_population_existed_resumes(tmp_path):
+    path = str(tmp_path / "old.db")
+    run_evolution(seed=0, budget=5, store=SearchStore(path))
+    with SearchStore(path) as store:  # what an older version stored: no min_population field
+        meta = store.get_meta()
+        config = {k: v for k, v in meta["config"].items() if k != "min_population"}
+        store.set_meta(config=config)
+    assert run_evolution(seed=0, budget=8, store=SearchStore(path))[0].evaluated == 8
+    with pytest.raises(ValueError, match="min_population"):
+        run_evolution(seed=0, budget=10, store=SearchStore(path), min_population=3)
+
+
 def test_crashing_candidates_are_recorded_and_the_search_goes_on():
     def gen(rng):
         return [9, 0] + [9] * (N - 2)  # always the crashing candidate, then mutations of nothing
@@ -182,6 +210,8 @@ def test_bad_configuration_is_named():
         evo.EvolutionConfig(seed=-1).validate()
     with pytest.raises(ValueError, match="criterion"):
         evo.EvolutionConfig(criterion="best").validate()
+    with pytest.raises(ValueError, match="min_population"):
+        evo.EvolutionConfig(population_size=5, min_population=6).validate()
     with pytest.raises(ValueError, match="objectives"):
         evo.SearchProblem(generate, mutate, str, dict, dict, evaluate, objectives="a")
     bad = evo.SearchProblem(generate, mutate, PROBLEM.key, lambda c: {"v": set(c)}, PROBLEM.from_json, evaluate, ("a",))
