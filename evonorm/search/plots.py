@@ -52,18 +52,27 @@ def trained_accuracies(records, objectives) -> dict:
     return out
 
 
-def progress_curves(records, objectives, top: int = 10):
-    """``(evaluated counts, best-so-far, top-``top`` mean)`` of the mean accuracy over ``objectives``."""
+def progress_curves(records, objectives, top: int = 10, axis: str = "evaluated"):
+    """``(x, best-so-far, top-``top`` mean)`` of the mean accuracy over ``objectives``, one point per
+    accepted candidate, in the order results arrived.
+
+    ``axis`` is the budget on x: ``'evaluated'`` (candidates evaluated so far, duplicates excluded)
+    or ``'worker_hours'`` (evaluation wall time summed over every evaluated candidate so far, i.e.
+    the compute spent, rejected candidates included).
+    """
+    if axis not in ("evaluated", "worker_hours"):
+        raise ValueError(f"axis must be 'evaluated' or 'worker_hours', got {axis!r}")
     xs, best, topmean, accepted = [], [], [], []
-    evaluated = 0
+    evaluated, seconds = 0, 0.0
     for r in sorted(records, key=lambda r: r.id):
         if r.status == DUPLICATE:
             continue
         evaluated += 1
+        seconds += float((r.timings or {}).get("wall_s") or 0.0)
         if r.rejected is None and all(o in r.scores for o in objectives):
             accepted.append(float(np.mean([r.scores[o] for o in objectives])))
             ranked = sorted(accepted, reverse=True)
-            xs.append(evaluated)
+            xs.append(evaluated if axis == "evaluated" else seconds / 3600.0)
             best.append(ranked[0])
             topmean.append(float(np.mean(ranked[:top])))
     return np.array(xs), np.array(best), np.array(topmean)
@@ -112,30 +121,35 @@ def plot_calibration(records, objectives, path, title_prefix=""):
     return path
 
 
+_AXIS_LABELS = {"evaluated": "evaluated candidates", "worker_hours": "worker-hours spent (all evaluations)"}
+
+
 def plot_progress(runs, objectives, path, top: int = 10):
     """Figure 6: ``runs`` is ``{label: records}``; solid best-so-far, dashed top-``top`` mean (drawn from
-    the ``top``-th accepted candidate on)."""
-    fig = _figure(6.0, 4.0)
-    ax = fig.add_subplot(1, 1, 1)
+    the ``top``-th accepted candidate on), against evaluated candidates (left) and against the
+    compute spent (right), so searches can be compared at equal budget either way."""
+    fig = _figure(11.0, 4.0)
     colors = ["#c0392b", "#4c72b0", "#55a868", "#8172b2"]
-    for (label, records), color in zip(runs.items(), itertools.cycle(colors)):
-        xs, best, topmean = progress_curves(records, objectives, top)
-        if len(xs):
-            ax.step(xs, best, where="post", color=color, label=f"{label}: best")
-            full = np.arange(len(xs)) >= top - 1  # the top-k mean exists once k layers were accepted
-            if full.any():
-                ax.step(xs[full], topmean[full], where="post", color=color, linestyle="--",
-                        label=f"{label}: top-{top} mean")
-            ax.annotate(f"{len(xs)} accepted", (xs[-1], best[-1]), fontsize=7, color=color,
-                        textcoords="offset points", xytext=(-40, 6))
-    ax.set_xlabel("evaluated candidates")
-    ax.set_ylabel(f"mean validation accuracy over {len(objectives)} proxies")
-    ax.set_title("search progress (accepted candidates only)", fontsize=10)
-    ax.grid(alpha=0.3)
-    if ax.get_lines():
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no accepted candidate yet", ha="center", va="center", transform=ax.transAxes)
+    for panel, axis in enumerate(("evaluated", "worker_hours")):
+        ax = fig.add_subplot(1, 2, panel + 1)
+        for (label, records), color in zip(runs.items(), itertools.cycle(colors)):
+            xs, best, topmean = progress_curves(records, objectives, top, axis=axis)
+            if len(xs):
+                ax.step(xs, best, where="post", color=color, label=f"{label}: best")
+                full = np.arange(len(xs)) >= top - 1  # the top-k mean exists once k layers were accepted
+                if full.any():
+                    ax.step(xs[full], topmean[full], where="post", color=color, linestyle="--",
+                            label=f"{label}: top-{top} mean")
+                ax.annotate(f"{len(xs)} accepted", (xs[-1], best[-1]), fontsize=7, color=color,
+                            textcoords="offset points", xytext=(-40, 6))
+        ax.set_xlabel(_AXIS_LABELS[axis])
+        ax.set_ylabel(f"mean validation accuracy over {len(objectives)} proxies")
+        ax.set_title("search progress (accepted candidates only)", fontsize=10)
+        ax.grid(alpha=0.3)
+        if ax.get_lines():
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no accepted candidate yet", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return path
