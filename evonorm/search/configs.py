@@ -51,6 +51,11 @@ class SearchConfig:
     rerank_top_k: int = 0
     rerank_steps: int = 1000
 
+    def __post_init__(self):
+        if self.min_population is not None and not 1 <= self.min_population <= self.population_size:
+            raise ValueError(f"min_population must be in [1, population_size={self.population_size}], "
+                             f"got {self.min_population}")
+
     def replace(self, **changes) -> "SearchConfig":
         """A copy with some fields (or ``evaluator`` fields, given as ``evaluator__<field>``) changed."""
         ev = {k.split("__", 1)[1]: v for k, v in changes.items() if k.startswith("evaluator__")}

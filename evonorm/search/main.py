@@ -25,28 +25,49 @@ from absl import app, flags, logging
 
 from evonorm.search import configs as configs_lib
 
-FLAGS = flags.FLAGS
-flags.DEFINE_enum("config", "default", sorted(configs_lib.CONFIGS), "Search configuration (configs.py).")
-flags.DEFINE_string("workdir", None, "Output directory; WORKDIR/search.db is resumed if present.")
-flags.DEFINE_enum("kind", "evolution", ["evolution", "random"], "Regularized evolution or random search.")
-flags.DEFINE_integer("budget", None, "Evaluated candidates in total (overrides the config).")
-flags.DEFINE_float("max_seconds", None, "Wall-time limit of this run (overrides the config).")
-flags.DEFINE_integer("workers", None, "Parallel evaluations (default: the config's, else one per core).")
-flags.DEFINE_enum("backend", "local", ["local", "ray", "inline"], "Where evaluations run.")
-flags.DEFINE_string("ray_address", None, "Ray cluster address for --backend=ray (e.g. 'auto').")
-flags.DEFINE_integer("seed", 0, "Seed all randomness derives from.")
-flags.DEFINE_bool("allow_batch_ops", None, "Allow batch aggregations (False: S-series search).")
-flags.DEFINE_enum("data", "fashion_mnist", ["fashion_mnist", "cifar10"],
-                  "Proxy data: offline Fashion-MNIST, or CIFAR-10 from an already prepared TFDS copy.")
-flags.DEFINE_string("data_dir", None, "Fashion-MNIST IDX directory or TFDS data_dir.")
-flags.DEFINE_integer("rerank_top_k", None, "Re-train the top-k longer with the baselines (0: skip).")
-flags.DEFINE_integer("rerank_steps", None, "Training steps of the re-ranking runs.")
-flags.DEFINE_integer("population_size", None, "Override the evolution population size.")
-flags.DEFINE_integer("tournament_size", None, "Override the tournament size.")
-flags.DEFINE_integer("min_population", None, "Accepted candidates before evolution starts mutating.")
-flags.DEFINE_integer("quality_steps", None, "Override the quality test's training steps.")
-flags.DEFINE_integer("stability_steps", None, "Override the stability test's ascent steps.")
-flags.DEFINE_string("compare_workdir", None, "Another search's workdir drawn in Figure 6.")
+
+def define_flags(flag_values=None):
+    """Defines the search's command-line flags (once) on ``flag_values`` (default: absl's global FLAGS).
+
+    Flags are defined here rather than at import, so importing this module next to another absl
+    program never collides on flag names (both have e.g. ``--seed``).
+    """
+    fv = flags.FLAGS if flag_values is None else flag_values  # an empty FlagValues is falsy
+    if "min_population" in fv and "compare_workdir" in fv:
+        return fv
+    flags.DEFINE_enum("config", "default", sorted(configs_lib.CONFIGS), "Search configuration (configs.py).",
+                      flag_values=fv)
+    flags.DEFINE_string("workdir", None, "Output directory; WORKDIR/search.db is resumed if present.",
+                        flag_values=fv)
+    flags.DEFINE_enum("kind", "evolution", ["evolution", "random"], "Regularized evolution or random search.",
+                      flag_values=fv)
+    flags.DEFINE_integer("budget", None, "Evaluated candidates in total (overrides the config).",
+                         flag_values=fv)
+    flags.DEFINE_float("max_seconds", None, "Wall-time limit of this run (overrides the config).",
+                       flag_values=fv)
+    flags.DEFINE_integer("workers", None, "Parallel evaluations (default: the config's, else one per core).",
+                         flag_values=fv)
+    flags.DEFINE_enum("backend", "local", ["local", "ray", "inline"], "Where evaluations run.", flag_values=fv)
+    flags.DEFINE_string("ray_address", None, "Ray cluster address for --backend=ray (e.g. 'auto').",
+                        flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed all randomness derives from.", flag_values=fv)
+    flags.DEFINE_bool("allow_batch_ops", None, "Allow batch aggregations (False: S-series search).",
+                      flag_values=fv)
+    flags.DEFINE_enum("data", "fashion_mnist", ["fashion_mnist", "cifar10"],
+                      "Proxy data: offline Fashion-MNIST, or CIFAR-10 from an already prepared TFDS copy.",
+                      flag_values=fv)
+    flags.DEFINE_string("data_dir", None, "Fashion-MNIST IDX directory or TFDS data_dir.", flag_values=fv)
+    flags.DEFINE_integer("rerank_top_k", None, "Re-train the top-k longer with the baselines (0: skip).",
+                         flag_values=fv)
+    flags.DEFINE_integer("rerank_steps", None, "Training steps of the re-ranking runs.", flag_values=fv)
+    flags.DEFINE_integer("population_size", None, "Override the evolution population size.", flag_values=fv)
+    flags.DEFINE_integer("tournament_size", None, "Override the tournament size.", flag_values=fv)
+    flags.DEFINE_integer("min_population", None, "Accepted candidates before evolution starts mutating.",
+                         flag_values=fv)
+    flags.DEFINE_integer("quality_steps", None, "Override the quality test's training steps.", flag_values=fv)
+    flags.DEFINE_integer("stability_steps", None, "Override the stability test's ascent steps.", flag_values=fv)
+    flags.DEFINE_string("compare_workdir", None, "Another search's workdir drawn in Figure 6.", flag_values=fv)
+    return fv
 
 
 def build_config(config_name, **overrides) -> configs_lib.SearchConfig:
@@ -167,7 +188,9 @@ def run_search(config: configs_lib.SearchConfig, workdir: str, kind: str = "evol
     return summary
 
 
-def main(argv):
+def main(argv, flag_values=None):
+    """Runs the search the parsed flags describe (``flag_values``: from :func:`define_flags`)."""
+    FLAGS = flags.FLAGS if flag_values is None else flag_values  # noqa: N806
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.workdir:
@@ -204,6 +227,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (``evonorm-search``)."""
+    define_flags()
     app.run(main)
 
 
@@ -211,4 +235,4 @@ if __name__ == "__main__":
     run()
 
 
-__all__ = ["run_search", "build_config", "write_summary", "machine_description", "main", "run"]
+__all__ = ["define_flags", "run_search", "build_config", "write_summary", "machine_description", "main", "run"]

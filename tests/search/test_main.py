@@ -59,3 +59,17 @@ def test_bad_override_and_missing_cifar10(tmp_path):
     pytest.importorskip("tensorflow_datasets")
     with pytest.raises(DataNotAvailableError, match="never"):
         load_data("cifar10", data_dir=str(tmp_path))
+
+
+def test_flags_are_defined_on_request_and_bad_values_are_usage_errors(tmp_path):
+    from absl import app, flags
+
+    assert "min_population" not in flags.FLAGS  # importing the module defines nothing globally
+    fv = main_lib.define_flags(flags.FlagValues())
+    assert main_lib.define_flags(fv) is fv  # idempotent
+    fv(["evonorm-search", "--config=tiny"])
+    with pytest.raises(app.UsageError, match="--workdir"):
+        main_lib.main(["evonorm-search"], fv)
+    fv(["evonorm-search", "--config=tiny", f"--workdir={tmp_path}", "--min_population=9"])
+    with pytest.raises(app.UsageError, match="min_population"):
+        main_lib.main(["evonorm-search"], fv)
