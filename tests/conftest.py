@@ -15,3 +15,18 @@ import pytest  # noqa: E402
 def rng():
     """A fresh NumPy generator with a fixed seed per test (tests stay independent of their order)."""
     return np.random.default_rng(20200403)
+
+
+def _process_alive(pid):
+    """Whether ``pid`` is a live (not zombie) process, from Linux's /proc."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+            return "State:\tZ" not in f.read()
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def process_alive():
+    """``process_alive(pid) -> bool`` for the tests that check no worker outlives its driver."""
+    return _process_alive

@@ -33,6 +33,7 @@ import json
 import os
 import time
 
+from evonorm._process import die_with_parent
 from evonorm.data import fashion_mnist
 
 ARCHS = ("resnet", "mobilenetv2", "efficientnet")
@@ -220,26 +221,8 @@ def train_cell(cell: Cell, data_dir: str | None = None) -> dict:
             "params": int(model.count_params())}
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: have the kernel kill this worker when the driver dies (SIGKILL, Ctrl-C), so a killed
-    run leaves no orphan training on the CPU; elsewhere a no-op (the pool then ends them on exit).
-
-    The death signal follows the *thread* that started the worker, so workers must be started by
-    the driver's main thread (``_map`` does: no worker recycling, no starts from pool threads).
-    """
-    try:
-        import ctypes  # noqa: PLC0415
-        import signal  # noqa: PLC0415
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent_pid:  # the driver died before the signal was armed
-        os._exit(1)
-
-
 def _init_worker(threads: int, parent_pid: int) -> None:
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf  # noqa: PLC0415
 
@@ -295,7 +278,7 @@ def _map(todo, config: ReproConfig, jobs: int):
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     # spawn: a forked TensorFlow runtime is not safe to use in the child. Workers start on the first
-    # submits, from this (main) thread, and live for the whole run (see _die_with_parent).
+    # submits, from this (main) thread, and live for the whole run (see evonorm._process.die_with_parent).
     pool = futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_init_worker, initargs=(threads, os.getpid()))
     try:

@@ -37,6 +37,8 @@ import time
 import traceback
 from typing import Any, Callable, Hashable, Protocol
 
+from evonorm._process import die_with_parent
+
 __all__ = [
     "EvalResult",
     "Completion",
@@ -259,9 +261,12 @@ def make_executor(
 # concurrent.futures.ProcessPoolExecutor is not used because one dying worker breaks its whole pool.
 
 
-def _worker_main(conn, evaluate) -> None:
+def _worker_main(conn, evaluate, parent_pid=None) -> None:
     import signal
 
+    if parent_pid is not None:
+        # Without this a worker outlives a killed driver until its evaluation ends (up to timeout_s).
+        die_with_parent(parent_pid)
     # Ctrl-C goes to the whole process group; the driver decides what to do with its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn.send(("ready", os.getpid()))
@@ -342,7 +347,8 @@ class LocalExecutor:
     def _spawn(self, index: int) -> _Slot:
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(
-            target=_worker_main, args=(child, self._evaluate), daemon=True, name=f"evonorm-worker-{index}"
+            target=_worker_main, args=(child, self._evaluate, os.getpid()), daemon=True,
+            name=f"evonorm-worker-{index}"
         )
         proc.start()
         child.close()  # so the parent sees EOF when the worker dies

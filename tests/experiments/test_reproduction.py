@@ -125,16 +125,8 @@ def _children(pid):
     return out
 
 
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/status", encoding="utf-8") as f:
-            return "State:\tZ" not in f.read()
-    except OSError:
-        return False
-
-
 @pytest.mark.skipif(not HAVE_DATA or not os.path.isdir("/proc"), reason="needs Fashion-MNIST and Linux")
-def test_killing_the_driver_leaves_no_orphan_workers(tmp_path):
+def test_killing_the_driver_leaves_no_orphan_workers(tmp_path, process_alive):
     import signal
     import subprocess
     import sys
@@ -157,9 +149,9 @@ def test_killing_the_driver_leaves_no_orphan_workers(tmp_path):
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
         deadline = time.time() + 30
-        while time.time() < deadline and any(_alive(p) for p in workers):
+        while time.time() < deadline and any(process_alive(p) for p in workers):
             time.sleep(0.5)
-        assert not any(_alive(p) for p in workers), "workers outlived the killed driver"
+        assert not any(process_alive(p) for p in workers), "workers outlived the killed driver"
     finally:
         if driver.poll() is None:
             driver.kill()

@@ -169,3 +169,50 @@ def test_ray_executor_failure_modes():
             assert got["nan"].rejected == "nonfinite"
     finally:
         ray.shutdown()
+
+
+DRIVER = '''
+import os, sys, time
+sys.path.insert(0, {repo!r})
+from evonorm.search import executor as ex
+
+
+def evaluate(candidate_json, seed):
+    if candidate_json["mode"] == "pid":
+        return ex.EvalResult(scores={{"a": 1.0}}, extras={{"pid": os.getpid()}})
+    time.sleep(120)  # an evaluation still running when the driver is killed
+
+
+if __name__ == "__main__":
+    pool = ex.LocalExecutor(evaluate, num_workers=1)
+    pool.submit("pid", {{"mode": "pid"}}, 0)
+    done = []
+    while not done:
+        done = pool.poll(1.0)
+    pool.submit("hang", {{"mode": "hang"}}, 0)
+    print(done[0].result.extras["pid"], flush=True)
+    time.sleep(120)
+'''
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the death signal is Linux-only")
+def test_a_killed_driver_takes_its_busy_workers_with_it(tmp_path, process_alive):
+    import subprocess
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER.format(repo=repo))
+    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(driver.stdout.readline())
+        time.sleep(1.0)  # the worker is now inside the 120 s evaluation
+        assert process_alive(worker)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+        deadline = time.time() + 20
+        while time.time() < deadline and process_alive(worker):
+            time.sleep(0.2)
+        assert not process_alive(worker), "the worker outlived its killed driver"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
