@@ -87,8 +87,9 @@ def default() -> SearchConfig:
     """A 2-core laptop search: the three proxies at half width (ResNet-8 8/16/32 channels; mobile
     nets 8-40 channels), the paper's 100 training steps at batch 128 and 100 ascent steps, 2000
     validation images; Pareto criterion, tournament 6 on a window of up to 30 accepted layers;
-    mutations start once 6 are accepted (under 1% of random graphs pass rejection here, so a window
-    filled at random first would take the whole 2 h); at most 2 hours.
+    mutations start once 2 are accepted (about 0.6% of random graphs pass rejection here, so a
+    window filled at random first would take the whole 2 h; 2 random layers take ~20 min of one
+    core); at most 2 hours.
 
     Command: ``evonorm-search --config=default --workdir=runs/search`` (<= 2 h: ``max_seconds=7200``;
     a candidate passing all tests costs ~60-80 s of one core, a filtered one ~1 ms).
@@ -97,7 +98,7 @@ def default() -> SearchConfig:
         name="default",
         evaluator=EvaluatorConfig(archs=(("resnet", 0.5, None), ("mobilenetv2", 0.5, None),
                                          ("efficientnet", 0.5, None)), val_examples=2000),
-        budget=5000, max_seconds=7200.0, population_size=30, min_population=6, tournament_size=6,
+        budget=5000, max_seconds=7200.0, population_size=30, min_population=2, tournament_size=6,
         rerank_top_k=5,
         rerank_steps=1000)
 
