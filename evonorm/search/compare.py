@@ -134,7 +134,8 @@ def main(argv=None):
     if len(args.workdirs) < 2:
         parser.error("give at least two search workdirs to compare")
     text = comparison_markdown(compare_workdirs(args.workdirs, args.top),
-                               command="python -m evonorm.search.compare " + " ".join(args.workdirs))
+                               command=" ".join(["python -m evonorm.search.compare", *args.workdirs,
+                                                 f"--top={args.top}"]))
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             f.write(text)

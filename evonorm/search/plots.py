@@ -8,7 +8,7 @@
   over the architectures, against evaluated candidates, for one or more searches (e.g. evolution vs
   random search with the same budget). Only accepted candidates count, as in the paper.
 
-Command line: ``python -m evonorm.search.plots --workdir=RUN [--compare_workdir=RUN2] [--out=DIR]``.
+Command line: ``python -m evonorm.search.plots --workdir=RUN [--compare_workdir=RUN2] [--out=DIR] [--top=10]``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 from evonorm.search.store import DUPLICATE, SearchStore
 
 __all__ = ["trained_accuracies", "progress_curves", "plot_accuracy_histograms", "plot_calibration",
-           "plot_progress", "write_plots", "write_top"]
+           "plot_progress", "budget_spent", "write_plots", "write_top"]
 
 
 def _figure(width, height):
@@ -121,6 +121,14 @@ def plot_calibration(records, objectives, path, title_prefix=""):
     return path
 
 
+def budget_spent(records, axis: str = "evaluated") -> float:
+    """The whole budget a run spent on ``axis`` (see :func:`progress_curves`)."""
+    evaluated = [r for r in records if r.status != DUPLICATE]
+    if axis == "evaluated":
+        return float(len(evaluated))
+    return sum(float((r.timings or {}).get("wall_s") or 0.0) for r in evaluated) / 3600.0
+
+
 _AXIS_LABELS = {"evaluated": "evaluated candidates", "worker_hours": "worker-hours spent (all evaluations)"}
 
 
@@ -134,13 +142,18 @@ def plot_progress(runs, objectives, path, top: int = 10):
         ax = fig.add_subplot(1, 2, panel + 1)
         for (label, records), color in zip(runs.items(), itertools.cycle(colors)):
             xs, best, topmean = progress_curves(records, objectives, top, axis=axis)
-            if len(xs):
+            n_accepted = len(xs)
+            if n_accepted:
+                # Carry the last values to the budget the run spent in all, so each run ends where it stopped.
+                spent = budget_spent(records, axis)
+                if spent > xs[-1]:
+                    xs, best, topmean = np.append(xs, spent), np.append(best, best[-1]), np.append(topmean, topmean[-1])
                 ax.step(xs, best, where="post", color=color, label=f"{label}: best")
-                full = np.arange(len(xs)) >= top - 1  # the top-k mean exists once k layers were accepted
+                full = np.minimum(np.arange(len(xs)), n_accepted - 1) >= top - 1  # top-k mean: once k accepted
                 if full.any():
                     ax.step(xs[full], topmean[full], where="post", color=color, linestyle="--",
                             label=f"{label}: top-{top} mean")
-                ax.annotate(f"{len(xs)} accepted", (xs[-1], best[-1]), fontsize=7, color=color,
+                ax.annotate(f"{n_accepted} accepted", (xs[-1], best[-1]), fontsize=7, color=color,
                             textcoords="offset points", xytext=(-40, 6))
         ax.set_xlabel(_AXIS_LABELS[axis])
         ax.set_ylabel(f"mean validation accuracy over {len(objectives)} proxies")
@@ -185,7 +198,7 @@ def _load(workdir):
         return meta, list(store.records())
 
 
-def write_plots(workdir, compare_workdir=None, out_dir=None, threshold=0.2) -> list:
+def write_plots(workdir, compare_workdir=None, out_dir=None, threshold=0.2, top: int = 10) -> list:
     """Draws Figures 2, 3 (when >= 2 architectures) and 6 for ``workdir`` into ``out_dir``."""
     out_dir = out_dir or workdir
     os.makedirs(out_dir, exist_ok=True)
@@ -204,7 +217,7 @@ def write_plots(workdir, compare_workdir=None, out_dir=None, threshold=0.2) -> l
             raise ValueError(f"{compare_workdir} searched {other_meta['objectives']}, not {objectives}")
         other_label = other_meta.get("kind", "other")
         runs[other_label if other_label != label else f"{other_label} (2)"] = other
-    paths.append(plot_progress(runs, objectives, os.path.join(out_dir, "fig6_progress.png")))
+    paths.append(plot_progress(runs, objectives, os.path.join(out_dir, "fig6_progress.png"), top=top))
     return paths
 
 
@@ -213,8 +226,9 @@ def main(argv=None):
     parser.add_argument("--workdir", required=True, help="search workdir holding search.db")
     parser.add_argument("--compare_workdir", default=None, help="a second search for Figure 6")
     parser.add_argument("--out", default=None, help="output directory (default: the workdir)")
+    parser.add_argument("--top", type=int, default=10, help="k of Figure 6's top-k mean (paper: 10)")
     args = parser.parse_args(argv)
-    for path in write_plots(args.workdir, args.compare_workdir, args.out):
+    for path in write_plots(args.workdir, args.compare_workdir, args.out, top=args.top):
         print(path)
 
 

@@ -75,3 +75,10 @@ def test_compare_names_a_missing_database(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="search.db"):
         compare_workdirs([str(tmp_path / "a"), str(tmp_path / "b")])
+
+
+def test_budget_spent_counts_every_evaluated_candidate():
+    from evonorm.search.plots import budget_spent
+
+    assert budget_spent(RECORDS) == 5
+    assert budget_spent(RECORDS, "worker_hours") == pytest.approx(3.0)
