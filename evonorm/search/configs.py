@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from evonorm.search.evaluator import EvaluatorConfig
+from evonorm.search.evolution import check_min_population
 
 __all__ = ["SearchConfig", "CONFIGS", "get_config", "tiny", "default", "paper"]
 
@@ -52,9 +53,7 @@ class SearchConfig:
     rerank_steps: int = 1000
 
     def __post_init__(self):
-        if self.min_population is not None and not 1 <= self.min_population <= self.population_size:
-            raise ValueError(f"min_population must be in [1, population_size={self.population_size}], "
-                             f"got {self.min_population}")
+        check_min_population(self.min_population, self.population_size)
 
     def replace(self, **changes) -> "SearchConfig":
         """A copy with some fields (or ``evaluator`` fields, given as ``evaluator__<field>``) changed."""

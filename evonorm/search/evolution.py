@@ -64,6 +64,7 @@ __all__ = [
     "regularized_evolution",
     "random_search",
     "proposal_rng",
+    "check_min_population",
     "evaluation_seed",
 ]
 
@@ -116,9 +117,7 @@ class EvolutionConfig:
     def validate(self) -> None:
         if self.population_size < 1 or self.tournament_size < 1:
             raise ValueError(f"population_size and tournament_size must be >= 1, got {self}")
-        if self.min_population is not None and not 1 <= self.min_population <= self.population_size:
-            raise ValueError(f"min_population must be in [1, population_size={self.population_size}], "
-                             f"got {self.min_population}")
+        check_min_population(self.min_population, self.population_size)
         selection.get_criterion(self.criterion)
         _validate_common(self)
 
@@ -134,6 +133,12 @@ class RandomSearchConfig:
 
     def validate(self) -> None:
         _validate_common(self)
+
+
+def check_min_population(min_population, population_size) -> None:
+    """ValueError unless ``min_population`` is None or within ``[1, population_size]``."""
+    if min_population is not None and not 1 <= min_population <= population_size:
+        raise ValueError(f"min_population must be in [1, population_size={population_size}], got {min_population}")
 
 
 def _validate_common(config) -> None:
