@@ -20,15 +20,10 @@ import os
 
 import numpy as np
 
+from evonorm.search.plots import accepted_mean, evaluation_seconds
 from evonorm.search.store import DUPLICATE, SearchStore
 
 __all__ = ["run_statistics", "compare_runs", "comparison_markdown", "compare_workdirs"]
-
-
-def _mean_score(record, objectives):
-    if record.rejected is None and all(o in record.scores for o in objectives):
-        return float(np.mean([record.scores[o] for o in objectives]))
-    return None
 
 
 def run_statistics(records, objectives, top: int = 10, max_evaluated=None, max_hours=None) -> dict:
@@ -44,7 +39,7 @@ def run_statistics(records, objectives, top: int = 10, max_evaluated=None, max_h
     for r in sorted(records, key=lambda r: r.id):
         if r.status == DUPLICATE:
             continue
-        cost = float((r.timings or {}).get("wall_s") or 0.0)
+        cost = evaluation_seconds(r)
         if max_evaluated is not None and evaluated + 1 > max_evaluated:
             break
         if max_hours is not None and (seconds + cost) / 3600.0 > max_hours + 1e-12:
@@ -52,7 +47,7 @@ def run_statistics(records, objectives, top: int = 10, max_evaluated=None, max_h
         evaluated += 1
         seconds += cost
         proposed[r.origin] += 1
-        score = _mean_score(r, objectives)
+        score = accepted_mean(r, objectives)
         if score is not None:
             accepted[r.origin] += 1
             means.append(score)

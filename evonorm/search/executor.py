@@ -261,12 +261,11 @@ def make_executor(
 # concurrent.futures.ProcessPoolExecutor is not used because one dying worker breaks its whole pool.
 
 
-def _worker_main(conn, evaluate, parent_pid=None) -> None:
+def _worker_main(conn, evaluate, parent_pid: int) -> None:
     import signal
 
-    if parent_pid is not None:
-        # Without this a worker outlives a killed driver until its evaluation ends (up to timeout_s).
-        die_with_parent(parent_pid)
+    # Without this a worker outlives a killed driver until its evaluation ends (up to timeout_s).
+    die_with_parent(parent_pid)
     # Ctrl-C goes to the whole process group; the driver decides what to do with its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn.send(("ready", os.getpid()))

@@ -22,7 +22,7 @@ import numpy as np
 
 from evonorm.search.store import DUPLICATE, SearchStore
 
-__all__ = ["trained_accuracies", "progress_curves", "plot_accuracy_histograms", "plot_calibration",
+__all__ = ["accepted_mean", "evaluation_seconds", "trained_accuracies", "progress_curves", "plot_accuracy_histograms", "plot_calibration",
            "plot_progress", "budget_spent", "write_plots", "write_top"]
 
 
@@ -52,6 +52,18 @@ def trained_accuracies(records, objectives) -> dict:
     return out
 
 
+def accepted_mean(record, objectives):
+    """Mean score over ``objectives`` of an accepted record with every score; None otherwise."""
+    if record.rejected is None and all(o in record.scores for o in objectives):
+        return float(np.mean([record.scores[o] for o in objectives]))
+    return None
+
+
+def evaluation_seconds(record) -> float:
+    """Worker wall time the record's evaluation took (0 where none was recorded)."""
+    return float((record.timings or {}).get("wall_s") or 0.0)
+
+
 def progress_curves(records, objectives, top: int = 10, axis: str = "evaluated"):
     """``(x, best-so-far, top-``top`` mean)`` of the mean accuracy over ``objectives``, one point per
     accepted candidate, in the order results arrived.
@@ -68,9 +80,10 @@ def progress_curves(records, objectives, top: int = 10, axis: str = "evaluated")
         if r.status == DUPLICATE:
             continue
         evaluated += 1
-        seconds += float((r.timings or {}).get("wall_s") or 0.0)
-        if r.rejected is None and all(o in r.scores for o in objectives):
-            accepted.append(float(np.mean([r.scores[o] for o in objectives])))
+        seconds += evaluation_seconds(r)
+        score = accepted_mean(r, objectives)
+        if score is not None:
+            accepted.append(score)
             ranked = sorted(accepted, reverse=True)
             xs.append(evaluated if axis == "evaluated" else seconds / 3600.0)
             best.append(ranked[0])
@@ -126,7 +139,7 @@ def budget_spent(records, axis: str = "evaluated") -> float:
     evaluated = [r for r in records if r.status != DUPLICATE]
     if axis == "evaluated":
         return float(len(evaluated))
-    return sum(float((r.timings or {}).get("wall_s") or 0.0) for r in evaluated) / 3600.0
+    return sum(evaluation_seconds(r) for r in evaluated) / 3600.0
 
 
 _AXIS_LABELS = {"evaluated": "evaluated candidates", "worker_hours": "worker-hours spent (all evaluations)"}
