@@ -22,8 +22,9 @@ import time
 
 from absl import app, flags, logging
 
+from evonorm import distribute
+
 MODES = ("train", "eval", "train_and_eval")
-STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
 
 class TrainError(Exception):
@@ -45,14 +46,7 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer("train_steps", None, "train this many steps, stretching the learning-rate "
                          "and warmup schedules to match (plain trainer.train_steps does not)",
                          flag_values=fv)
-    flags.DEFINE_enum("strategy", None, STRATEGIES, "tf.distribute strategy (default: the "
-                      "experiment's runtime.distribution_strategy)", flag_values=fv)
-    flags.DEFINE_string("tpu", None, "TPU name or grpc:// address ('local' on a TPU VM)", flag_values=fv)
-    flags.DEFINE_integer("num_gpus", None, "GPUs for one_device/mirrored (default: the experiment's)",
-                         flag_values=fv)
-    flags.DEFINE_integer("num_cpu_replicas", 0, "with --strategy=mirrored and no GPUs: split the CPU "
-                         "into this many logical devices, one replica each (tests tf.distribute on a "
-                         "CPU-only machine)", flag_values=fv)
+    distribute.define_flags(fv)
     flags.DEFINE_bool("prepare_data", True, "write the Fashion-MNIST records of _tiny experiments from "
                       "the local IDX files when missing (no download)", flag_values=fv)
     flags.DEFINE_bool("list_experiments", False, "print the registered experiments and exit",
@@ -148,37 +142,15 @@ def build_params(fv: flags.FlagValues):
     return params
 
 
-def build_strategy(runtime, num_cpu_replicas: int = 0):
-    """The tf.distribute strategy of ``runtime``, with clear errors for missing accelerators."""
-    import tensorflow as tf  # noqa: PLC0415
-    from official.common import distribute_utils  # noqa: PLC0415
-
-    name = str(runtime.distribution_strategy).lower()
-    if name == "tpu":
-        if not runtime.tpu:
-            raise TrainError("--strategy=tpu needs --tpu=<TPU name or grpc:// address> ('local' on a "
-                             "TPU VM).")
-        try:
-            return distribute_utils.get_distribution_strategy("tpu", tpu_address=runtime.tpu)
-        except Exception as err:  # noqa: BLE001 - resolver/initialization errors vary by setup
-            raise TrainError(f"no usable TPU at --tpu={runtime.tpu!r}: "
-                             f"{str(err).splitlines()[0][:300]}") from err
-    gpus = tf.config.list_physical_devices("GPU")
-    if runtime.num_gpus > len(gpus):
-        raise TrainError(f"--num_gpus={runtime.num_gpus} but this machine has {len(gpus)} GPU(s) "
-                         f"visible to TensorFlow.")
-    if num_cpu_replicas:
-        if name != "mirrored" or runtime.num_gpus:
-            raise TrainError("--num_cpu_replicas needs --strategy=mirrored and no GPUs (--num_gpus=0).")
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        try:
-            tf.config.set_logical_device_configuration(
-                cpu, [tf.config.LogicalDeviceConfiguration()] * num_cpu_replicas)
-        except RuntimeError as err:
-            raise TrainError(f"cannot split the CPU after TensorFlow initialized it: {err}") from err
-        return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(num_cpu_replicas)])
-    return distribute_utils.get_distribution_strategy(
-        name, num_gpus=runtime.num_gpus, all_reduce_alg=runtime.all_reduce_alg, tpu_address=runtime.tpu)
+def build_strategy(runtime, fv: flags.FlagValues):
+    """The strategy of ``runtime`` (after flag overrides), built by :mod:`evonorm.distribute`."""
+    try:
+        return distribute.build_strategy(
+            runtime.distribution_strategy, tpu=runtime.tpu or "", num_gpus=runtime.num_gpus,
+            num_cpu_replicas=fv.num_cpu_replicas, all_reduce_alg=runtime.all_reduce_alg,
+            worker_timeout=fv.worker_timeout)
+    except distribute.StrategyError as err:
+        raise TrainError(str(err)) from err
 
 
 def prepare_inputs(params, mode: str, prepare_data: bool) -> None:
@@ -212,15 +184,18 @@ def train(fv: flags.FlagValues) -> dict:
     if not fv.model_dir:
         raise TrainError("--model_dir is required (checkpoints, summaries and params.yaml go there).")
     params = build_params(fv)
-    strategy = build_strategy(params.runtime, fv.num_cpu_replicas)
+    strategy = build_strategy(params.runtime, fv)
     prepare_inputs(params, fv.mode, fv.prepare_data)
 
     import tensorflow as tf  # noqa: PLC0415
-    from official.core import task_factory, train_lib, train_utils  # noqa: PLC0415
+    from official.core import task_factory, train_utils  # noqa: PLC0415
     from official.modeling import performance  # noqa: PLC0415
 
+    from evonorm.vision.orbit_runner import InputRecorder, Runner  # noqa: PLC0415
+
+    chief = distribute.is_chief(strategy)
     tf.io.gfile.makedirs(fv.model_dir)
-    if "train" in fv.mode:
+    if "train" in fv.mode and chief:  # one writer: workers share model_dir
         train_utils.serialize_config(params, fv.model_dir)
     if params.runtime.mixed_precision_dtype:
         performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
@@ -233,16 +208,28 @@ def train(fv: flags.FlagValues) -> dict:
     start = time.time()
     with strategy.scope():
         task = task_factory.get_task(params.task, logging_dir=fv.model_dir)
-    model, _ = train_lib.run_experiment(
-        distribution_strategy=strategy, task=task, mode=fv.mode, params=params, model_dir=fv.model_dir,
-        train_actions=[keep("train")], eval_actions=[keep("eval")])
-    step = int(tf.train.load_variable(tf.train.latest_checkpoint(fv.model_dir), "global_step/.ATTRIBUTES/"
-                                      "VARIABLE_VALUE")) if tf.train.latest_checkpoint(fv.model_dir) else 0
-    summary = {"experiment": fv.experiment, "mode": fv.mode, "checkpoint_step": step,
-               "replicas": strategy.num_replicas_in_sync, "wall_s": round(time.time() - start, 1),
+    inputs = InputRecorder(task)
+    runner = None
+    try:
+        runner = Runner(distribution_strategy=strategy, task=task, mode=fv.mode, params=params,
+                        model_dir=fv.model_dir, train_actions=[keep("train")], eval_actions=[keep("eval")])
+        model, _ = runner.run()
+    except Exception as err:
+        message = distribute.describe_failure(err, strategy)
+        if message:
+            raise TrainError(message) from err
+        raise
+    finally:
+        if runner is not None:
+            runner.cleanup()
+    summary = {"experiment": fv.experiment, "mode": fv.mode,
+               "checkpoint_step": int(runner.trainer.global_step.numpy()),
+               "replicas": strategy.num_replicas_in_sync, "worker": distribute.worker_label(strategy),
+               "chief": chief, "inputs": inputs.pipelines, "wall_s": round(time.time() - start, 1),
                "params": int(model.count_params()), **logs}
-    with tf.io.gfile.GFile(os.path.join(fv.model_dir, "evonorm_train_summary.json"), "w") as f:
-        f.write(json.dumps(summary, indent=1))
+    if chief:
+        with tf.io.gfile.GFile(os.path.join(fv.model_dir, "evonorm_train_summary.json"), "w") as f:
+            f.write(json.dumps(summary, indent=1))
     print(json.dumps(summary))
     return summary
 
