@@ -13,7 +13,7 @@ What it adds to Model Garden's ``distribute_utils.get_distribution_strategy``:
   are visible, a missing or malformed ``TF_CONFIG``: each is one :class:`StrategyError` line instead of a
   hang or a stack trace from deep inside TensorFlow.
 * **Multi-worker that never hangs forever.** Workers wait at most ``--worker_timeout`` seconds for the
-  others to start (TensorFlow's default is forever); once running, TensorFlow's coordination service
+  others to start (TensorFlow waits forever, deaf to SIGTERM); once running, TensorFlow's coordination service
   notices a dead peer by its missing heartbeats (about 10 s here) and aborts the collectives;
   :func:`describe_failure` turns that into a message that says which worker died and how to resume.
 * **Per-replica input** like TPUEstimator's per-host ``input_fn``: :func:`per_replica_batch_size` and
@@ -33,6 +33,8 @@ import socket
 import threading
 
 from absl import flags
+
+from evonorm._process import deadline
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 DEFAULT_WORKER_TIMEOUT_S = 300
@@ -136,34 +138,26 @@ def cluster_from_tf_config(environ=None) -> tuple[dict, str, int]:
     return cluster, task_type, index
 
 
-def _configure_coordination(cluster: dict, worker_timeout: float) -> None:
-    """TensorFlow's coordination service as MultiWorkerMirroredStrategy would set it up, but with a
-    bounded wait for the other workers (its default, 0, waits forever when one never starts)."""
-    from tensorflow.python.eager import context  # noqa: PLC0415 - no public API for this timeout
-    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2  # noqa: PLC0415
-
-    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(cluster[job]))
-            for job in ("chief", "worker") if cluster.get(job)]
-    leader = "/job:chief/replica:0/task:0" if cluster.get("chief") else "/job:worker/replica:0/task:0"
-    context.context().configure_coordination_service(
-        service_type="standalone", service_leader=leader, coordinated_jobs=jobs,
-        cluster_register_timeout_in_ms=int(worker_timeout * 1000))
-
-
 def _multi_worker(worker_timeout: float):
     import tensorflow as tf  # noqa: PLC0415
 
     cluster, task_type, index = cluster_from_tf_config()
     if worker_timeout <= 0:
         raise StrategyError(f"--worker_timeout={worker_timeout}: needs a positive number of seconds.")
-    _configure_coordination(cluster, worker_timeout)
+    label = f"{task_type} {index}"
+    # TensorFlow waits for missing workers in C++, forever and deaf to SIGTERM: only another
+    # process can end that wait. Nothing has been written yet, so no work is lost.
+    wait = deadline(worker_timeout, (
+        f"error: {label} waited {worker_timeout:g} s (--worker_timeout) for the other workers of "
+        f"TF_CONFIG {json.dumps(cluster)} to start, in vain. Start every worker (same cluster, its own "
+        f"task index) and check that their ports are reachable from each other."))
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        with wait:
+            return tf.distribute.MultiWorkerMirroredStrategy()
     except (tf.errors.OpError, RuntimeError) as err:
-        raise StrategyError(
-            f"{task_type} {index} could not join the cluster {cluster} within --worker_timeout="
-            f"{worker_timeout:g} s: {_first_line(err)}. Start every worker of TF_CONFIG (same cluster, "
-            f"its own task index) and check that their ports are reachable.") from err
+        raise StrategyError(f"{label} could not join the cluster {cluster}: {_first_line(err)}. Start "
+                            f"every worker of TF_CONFIG and check that their ports are free and "
+                            f"reachable.") from err
 
 
 def worker_label(strategy) -> str:
@@ -193,7 +187,7 @@ def describe_failure(err: BaseException, strategy) -> str | None:
         peers = sorted({f"{job} {task}" for job, task in dead} - {label}) if dead else []
         who = ", ".join(peers) if peers else "another worker"
         return (f"{label}: multi-worker training stopped because {who} stopped responding "
-                f"(crashed, killed or unreachable): {_first_line(err)}. Restart every worker with the "
+                f"(crashed, killed or unreachable): {_telling_line(err)}. Restart every worker with the "
                 f"same flags and --model_dir; training resumes from the chief's last checkpoint.")
     if isinstance(err, (tf.errors.DeadlineExceededError, tf.errors.CancelledError, tf.errors.AbortedError)):
         return (f"{label}: a collective operation with the other workers failed: {_first_line(err)}. "
@@ -286,6 +280,15 @@ def shard(dataset, input_context=None):
     if input_context is None or input_context.num_input_pipelines <= 1:
         return dataset
     return dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+
+
+def _telling_line(err: BaseException) -> str:
+    """The line of a TensorFlow error that says what happened (its first is often 'Graph execution
+    error:')."""
+    for line in str(err).splitlines():
+        if re.search(r"abort|unhealthy|heartbeat|reset by peer|unavailable|is down", line, re.I):
+            return line.strip()[:300]
+    return _first_line(err)
 
 
 def _first_line(err: BaseException) -> str:

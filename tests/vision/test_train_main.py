@@ -1,52 +1,16 @@
 """The evonorm-train driver: listing, clear failures, a real tiny train_and_eval run that checkpoints
 and resumes, and one training step under a 2-replica MirroredStrategy (in its own process)."""
 
-import json
 import os
-import shutil
-import subprocess
-import sys
 
 import pytest
 
-from evonorm.data import fashion_mnist, records
+from evonorm.data import records
 from evonorm.vision import train_main
 
-pytestmark = pytest.mark.skipif(
-    not os.path.isfile(os.path.join(fashion_mnist.data_dir(), "t10k-labels-idx1-ubyte.gz")),
-    reason="Fashion-MNIST IDX files not installed (apt-get install dataset-fashion-mnist)")
+from train_helpers import FAST, TINY, data_yaml, needs_fashion_mnist, run_cli, summary_of  # noqa: F401 - data_yaml is a fixture
 
-TINY = "evonorm_resnet50_imagenet_tiny"
-# Short loops so the run checkpoints, evaluates and stops within a few seconds.
-FAST = ("trainer.steps_per_loop=2,trainer.checkpoint_interval=2,trainer.summary_interval=2,"
-        "trainer.validation_interval=8,trainer.validation_steps=2")
-
-
-@pytest.fixture(scope="module")
-def data_yaml(tmp_path_factory):
-    """A --config_file pointing the tiny experiments at a small subset of the real records."""
-    root = tmp_path_factory.mktemp("records")
-    patterns = records.prepare_fashion_mnist(str(root / "fm"), limit=128)
-    path = root / "data.yaml"
-    path.write_text("task:\n  train_data:\n    input_path: '{train}'\n  validation_data:\n"
-                    "    input_path: '{test}'\n".format(**patterns))
-    return str(path)
-
-
-def command():
-    """The installed console script when present, else the same module through this interpreter."""
-    script = shutil.which("evonorm-train")
-    return [script] if script else [sys.executable, "-m", "evonorm.vision.train_main"]
-
-
-def run_cli(*args, timeout=240):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run(command() + list(args), capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def summary_of(result):
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+pytestmark = needs_fashion_mnist
 
 
 def call(argv, capsys):
