@@ -1,4 +1,5 @@
-"""Cross-replica (synchronized) batch statistics on a 2-replica MirroredStrategy over 2 logical CPUs.
+"""Cross-replica (synchronized) batch statistics on a 2-replica MirroredStrategy over 2 logical CPUs,
+or, with ``TF_CONFIG`` set, as one of two MultiWorkerMirroredStrategy worker processes (one replica each).
 
 Run as a script by ``test_distributed.py``: logical devices must be configured before TensorFlow
 initializes and only one MirroredStrategy works per process, so this cannot live inside the pytest
@@ -21,8 +22,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+MULTI_WORKER = bool(os.environ.get("TF_CONFIG"))  # one replica per worker process, two workers
+if not MULTI_WORKER:
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from evonorm import ops  # noqa: E402
 from evonorm.layers import keras3, legacy  # noqa: E402
@@ -40,6 +43,14 @@ def _per_replica_halves(strategy, x):
 
 def _local(strategy, value):
     return np.concatenate([t.numpy() for t in strategy.experimental_local_results(value)], axis=0)
+
+
+def _local_rows(strategy):
+    """Rows of the global batch that this process's replicas hold (all of them on one machine)."""
+    ids = _local(strategy, strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant([ctx.replica_id_in_sync_group])))
+    half = SHAPE[0] // 2
+    return np.concatenate([np.arange(i * half, (i + 1) * half) for i in ids])
 
 
 def check(strategy, generation, name, synchronized, rng):
@@ -70,11 +81,12 @@ def check(strategy, generation, name, synchronized, rng):
 
     y_dist, var_dist = strategy.run(train_step, args=(_per_replica_halves(strategy, x),))
     y_dist, var_dist = _local(strategy, y_dist), _local(strategy, var_dist)
-    y_single = single(tf.constant(x), training=True).numpy()
+    rows = _local_rows(strategy)
+    y_single = single(tf.constant(x), training=True).numpy()[rows]
     global_var = x.reshape(-1, SHAPE[-1]).var(axis=0)
 
     y_infer = _local(strategy, strategy.run(infer_step, args=(_per_replica_halves(strategy, x2),)))
-    y_infer_single = single(tf.constant(x2), training=False).numpy()
+    y_infer_single = single(tf.constant(x2), training=False).numpy()[rows]
 
     weights = {v.name.split("/")[-1].split(":")[0]: v for v in mirrored.weights}
     single_weights = {v.name.split("/")[-1].split(":")[0]: v for v in single.weights}
@@ -88,11 +100,13 @@ def check(strategy, generation, name, synchronized, rng):
         "moving_err": moving,
         "infer_err": float(np.abs(y_infer - y_infer_single).max()),
         "replicas": strategy.num_replicas_in_sync,
+        "rows": rows.tolist(),
     }
 
 
 def main():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = (tf.distribute.MultiWorkerMirroredStrategy() if MULTI_WORKER
+                else tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
     rng = np.random.default_rng(7)
     for generation in MODULES:
         for name in NAMES:

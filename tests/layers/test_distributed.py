@@ -1,4 +1,5 @@
-"""Synchronized (cross-replica) batch statistics under a 2-replica MirroredStrategy on 2 logical CPUs.
+"""Synchronized (cross-replica) batch statistics under a 2-replica MirroredStrategy on 2 logical CPUs,
+and across two MultiWorkerMirroredStrategy worker processes on 127.0.0.1 (one replica each).
 
 The check runs in a subprocess (``distributed_check.py``): logical devices must be set before
 TensorFlow initializes, and a second MirroredStrategy in one process breaks collectives.
@@ -6,6 +7,7 @@ TensorFlow initializes, and a second MirroredStrategy in one process breaks coll
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,15 +17,50 @@ import pytest
 SCRIPT = Path(__file__).with_name("distributed_check.py")
 
 
-@pytest.fixture(scope="module")
-def results():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=300,
-                          env=env, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
-    assert lines and lines[-1] == "DONE", proc.stdout[-2000:] + proc.stderr[-3000:]
+def _parse(proc, out, err):
+    assert proc.returncode == 0, err[-3000:]
+    lines = out.splitlines()
+    assert lines and lines[-1] == "DONE", out[-2000:] + err[-3000:]
     return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+def _run_one_machine():
+    proc = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=300,
+                          env=ENV, check=False)
+    return _parse(proc, proc.stdout, proc.stderr)
+
+
+def _run_two_workers():
+    """Both workers' results: each holds its own half of the batch."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    procs = [subprocess.Popen([sys.executable, str(SCRIPT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=dict(ENV, TF_CONFIG=json.dumps(
+                                  {"cluster": cluster, "task": {"type": "worker", "index": i}})))
+             for i in range(2)]
+    try:
+        outputs = [proc.communicate(timeout=300) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+    return [r for proc, (out, err) in zip(procs, outputs) for r in _parse(proc, out, err)]
+
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+
+
+@pytest.fixture(scope="module", params=["one_machine", "two_workers"])
+def results(request):
+    return _run_one_machine() if request.param == "one_machine" else _run_two_workers()
 
 
 def _cases(results, synchronized):
@@ -34,6 +71,7 @@ def test_every_case_ran(results):
     seen = {(r["generation"], r["name"]) for r in _cases(results, True)}
     assert seen == {(g, n) for g in ("keras3", "tf_keras") for n in ("evonorm_b0", "evonorm_b1", "bn_relu")}
     assert all(r["replicas"] == 2 for r in results)
+    assert {tuple(r["rows"]) for r in results} in ({(0, 1, 2, 3)}, {(0, 1), (2, 3)})
 
 
 def test_synchronized_matches_single_device_on_the_whole_batch(results):
@@ -48,6 +86,6 @@ def test_synchronized_matches_single_device_on_the_whole_batch(results):
 def test_unsynchronized_control_differs(results):
     """Without synchronization each replica normalizes by its own half-batch: the check is sensitive."""
     controls = _cases(results, False)
-    assert len(controls) == 2
+    assert len(controls) in (2, 4)  # 2 generations, on one machine or on each of two workers
     for r in controls:
         assert r["output_err"] > 1e-2 and r["replica_var_err"] > 1e-2, r
