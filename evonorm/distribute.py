@@ -56,8 +56,9 @@ def define_flags(fv: flags.FlagValues, default: str | None = None) -> None:
     flags.DEFINE_integer("num_cpu_replicas", 0, "with --strategy=mirrored and no GPUs: split the CPU "
                          "into this many logical devices, one replica each (tests tf.distribute on a "
                          "CPU-only machine)", flag_values=fv)
-    flags.DEFINE_integer("worker_timeout", DEFAULT_WORKER_TIMEOUT_S, "multi_worker_mirrored: seconds "
-                         "to wait for every worker of TF_CONFIG to start before failing", flag_values=fv)
+    flags.DEFINE_integer("worker_timeout", DEFAULT_WORKER_TIMEOUT_S, "seconds to wait for the cluster "
+                         "to form before failing: every worker of TF_CONFIG (multi_worker_mirrored) or "
+                         "the TPU system (tpu)", flag_values=fv)
 
 
 def build_strategy(name: str, *, tpu: str = "", num_gpus: int = 0, num_cpu_replicas: int = 0,
@@ -68,7 +69,7 @@ def build_strategy(name: str, *, tpu: str = "", num_gpus: int = 0, num_cpu_repli
     if name not in STRATEGIES:
         raise StrategyError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}.")
     if name == "tpu":
-        return _tpu_strategy(tpu)
+        return _tpu_strategy(tpu, worker_timeout)
     import tensorflow as tf  # noqa: PLC0415 - imported after flag parsing
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -226,7 +227,7 @@ def _run_with_timeout(fn, timeout: float):
     return box.get("result"), box.get("error")
 
 
-def _tpu_strategy(address: str):
+def _tpu_strategy(address: str, timeout: float = DEFAULT_WORKER_TIMEOUT_S):
     if not address:
         raise StrategyError("--strategy=tpu needs --tpu=<TPU name or grpc:// address> ('local' on a "
                             "TPU VM).")
@@ -253,8 +254,14 @@ def _tpu_strategy(address: str):
                                 f"the TPU's zone, or pass --tpu=grpc://IP:8470 (or 'local' on a TPU VM).")
     from official.common import distribute_utils  # noqa: PLC0415
 
+    # Something that accepts connections but is no TPU makes TensorFlow wait forever, in C++.
+    wait = deadline(timeout, (
+        f"error: the TPU at --tpu={address} did not initialize within {timeout:g} s (--worker_timeout): "
+        f"the address answers but no TPU system came up there. Check that it is a TPU worker's "
+        f"address (port 8470) and that the TPU is READY and not in use by another job."))
     try:
-        return distribute_utils.get_distribution_strategy("tpu", tpu_address=address)
+        with wait:
+            return distribute_utils.get_distribution_strategy("tpu", tpu_address=address)
     except Exception as err:  # noqa: BLE001 - resolver/initialization errors vary by setup
         hint = (" This machine has no TPU devices; 'local' works on a TPU VM only."
                 if address == "local" else "")

@@ -36,13 +36,18 @@ def test_list_experiments_includes_ours_and_model_gardens(capsys):
      "evonorm_resnet50_imagenet"),
     (["--experiment=" + TINY], "--model_dir is required"),
     (["--experiment=" + TINY, "--model_dir=/tmp/x", "--strategy=tpu"], "--strategy=tpu needs --tpu="),
+    (["--experiment=" + TINY, "--model_dir=/tmp/x", "--strategy=tpu", "--tpu=grpc://127.0.0.1:1"],
+     "no TPU answers at --tpu=grpc://127.0.0.1:1: Connection refused"),
+    (["--experiment=" + TINY, "--model_dir=/tmp/x", "--strategy=multi_worker_mirrored"],
+     "needs TF_CONFIG in every worker's environment"),
     (["--experiment=" + TINY, "--model_dir=/tmp/x", "--strategy=mirrored", "--num_gpus=4"],
      "--num_gpus=4 but this machine has 0 GPU"),
     (["--experiment=" + TINY, "--model_dir=/tmp/x", "--config_file=/nonexistent.yaml"], "does not exist"),
     (["--experiment=" + TINY, "--model_dir=/tmp/x", "--params_override=task.model.no_field=1"],
      "bad --params_override"),
 ])
-def test_bad_requests_fail_fast_with_one_clear_line(argv, message, capsys):
+def test_bad_requests_fail_fast_with_one_clear_line(argv, message, capsys, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
     code, _, err = call(argv, capsys)
     assert code == 1
     assert err.startswith("evonorm-train: error: ") and message in err
