@@ -74,8 +74,9 @@ def build_strategy(name: str, *, tpu: str = "", num_gpus: int = 0, num_cpu_repli
 
     gpus = tf.config.list_physical_devices("GPU")
     if num_gpus > len(gpus):
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         raise StrategyError(f"--num_gpus={num_gpus} but this machine has {len(gpus)} GPU(s) visible "
-                            f"to TensorFlow (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}).")
+                            f"to TensorFlow (CUDA_VISIBLE_DEVICES={visible!r}).")
     if num_cpu_replicas:
         return _cpu_replicas(name, num_gpus, num_cpu_replicas)
     if name == "multi_worker_mirrored":

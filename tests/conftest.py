@@ -30,3 +30,22 @@ def _process_alive(pid):
 def process_alive():
     """``process_alive(pid) -> bool`` for the tests that check no worker outlives its driver."""
     return _process_alive
+
+
+def _free_ports(n):
+    """``n`` distinct TCP ports on 127.0.0.1 that were free a moment ago (for local TF_CONFIG clusters)."""
+    import socket  # noqa: PLC0415
+
+    socks = [socket.socket() for _ in range(n)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+@pytest.fixture(scope="session")
+def free_ports():
+    """``free_ports(n) -> [port, ...]`` for the tests that start worker processes on localhost."""
+    return _free_ports

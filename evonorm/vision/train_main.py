@@ -7,7 +7,12 @@ Examples::
     evonorm-train --list_experiments
     evonorm-train --experiment=evonorm_resnet50_imagenet_tiny --mode=train_and_eval --model_dir=/tmp/t
     evonorm-train --experiment=evonorm_resnet50_imagenet --mode=train_and_eval --model_dir=gs://b/r50 \\
-        --config_file=official/resnet50_evonorm_s0.yaml --strategy=tpu --tpu=my-tpu
+        --config_file=official/resnet50_evonorm_s0.yaml --config_file=official/tpu.yaml --tpu=my-tpu
+    TF_CONFIG='{"cluster": {"worker": ["h0:12345", "h1:12345"]}, "task": {"type": "worker", "index": 0}}' \\
+        evonorm-train --experiment=... --strategy=multi_worker_mirrored --model_dir=/shared/run
+
+Strategies come from :mod:`evonorm.distribute` (shared with the other entry points); the Orbit runner
+is :class:`evonorm.vision.orbit_runner.Runner`, which lets every worker of a multi-worker run resume.
 
 Nothing is downloaded: TFDS datasets must be prepared already, and the Fashion-MNIST records of the
 ``_tiny`` experiments are written from the local IDX files (``--prepare_data``, on by default).

@@ -7,7 +7,6 @@ TensorFlow initializes, and a second MirroredStrategy in one process breaks coll
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,25 +23,15 @@ def _parse(proc, out, err):
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
-
-
 def _run_one_machine():
     proc = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=300,
                           env=ENV, check=False)
     return _parse(proc, proc.stdout, proc.stderr)
 
 
-def _run_two_workers():
+def _run_two_workers(ports):
     """Both workers' results: each holds its own half of the batch."""
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     procs = [subprocess.Popen([sys.executable, str(SCRIPT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=dict(ENV, TF_CONFIG=json.dumps(
                                   {"cluster": cluster, "task": {"type": "worker", "index": i}})))
@@ -60,7 +49,9 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
 
 @pytest.fixture(scope="module", params=["one_machine", "two_workers"])
 def results(request):
-    return _run_one_machine() if request.param == "one_machine" else _run_two_workers()
+    if request.param == "one_machine":
+        return _run_one_machine()
+    return _run_two_workers(request.getfixturevalue("free_ports")(2))
 
 
 def _cases(results, synchronized):

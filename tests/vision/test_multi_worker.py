@@ -12,7 +12,6 @@ import glob
 import json
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,16 +22,6 @@ from train_helpers import FAST, TINY, cli_env, command, data_yaml, needs_fashion
 
 pytestmark = needs_fashion_mnist
 SCRATCH = os.path.join(tempfile.gettempdir(), "evonorm-worker-ckpt-*")
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def tf_config(ports, index):
@@ -79,7 +68,7 @@ def train_args(model_dir, data_yaml, steps):
             f"--params_override={FAST},trainer.train_steps={steps}"]
 
 
-def test_two_workers_split_the_batch_checkpoint_on_the_chief_and_resume(tmp_path, data_yaml):
+def test_two_workers_split_the_batch_checkpoint_on_the_chief_and_resume(tmp_path, data_yaml, free_ports):
     model_dir, scratch_before = str(tmp_path / "run"), set(glob.glob(SCRATCH))
     ports = free_ports(2)
     first = summaries(finish(launch(ports, [0, 1], train_args(model_dir, data_yaml, 8), tmp_path), 300))
@@ -109,7 +98,7 @@ def test_two_workers_split_the_batch_checkpoint_on_the_chief_and_resume(tmp_path
     assert "ckpt-12.index" in os.listdir(model_dir)
 
 
-def test_a_worker_that_never_starts_fails_the_other_within_the_timeout(tmp_path, data_yaml):
+def test_a_worker_that_never_starts_fails_the_other_within_the_timeout(tmp_path, data_yaml, free_ports):
     start = time.time()
     (code, _, err), = finish(launch(free_ports(2), [0], train_args(str(tmp_path / "run"), data_yaml, 8)
                                     + ["--worker_timeout=10"], tmp_path), 120)
@@ -118,7 +107,7 @@ def test_a_worker_that_never_starts_fails_the_other_within_the_timeout(tmp_path,
     assert not os.path.exists(tmp_path / "run")  # nothing was written before the cluster formed
 
 
-def test_a_worker_killed_mid_run_makes_the_other_fail_with_a_clear_message(tmp_path, data_yaml):
+def test_a_worker_killed_mid_run_makes_the_other_fail_with_a_clear_message(tmp_path, data_yaml, free_ports):
     ports = free_ports(2)
     procs = launch(ports, [0, 1], train_args(str(tmp_path / "run"), data_yaml, 100000), tmp_path)
     log1 = os.path.join(tmp_path, "worker1.err")

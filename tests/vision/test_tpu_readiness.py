@@ -98,7 +98,8 @@ def test_tiny_twin_train_step_compiles_with_xla(layer, policy, sync, data_yaml):
     step = train_step(model, jit=True)
     loss, grads = step(images, labels)
     assert np.isfinite(float(loss)) and len(grads) == len(model.trainable_variables)
-    assert all(g is not None and bool(tf.reduce_all(tf.math.is_finite(tf.cast(g, tf.float32)))) for g in grads)
+    for grad in grads:
+        assert grad is not None and bool(tf.reduce_all(tf.math.is_finite(tf.cast(grad, tf.float32))))
     assert custom_ops(step.get_concrete_function(images, labels).graph) == set()
 
 

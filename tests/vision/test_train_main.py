@@ -8,7 +8,8 @@ import pytest
 from evonorm.data import records
 from evonorm.vision import train_main
 
-from train_helpers import FAST, TINY, data_yaml, needs_fashion_mnist, run_cli, summary_of  # noqa: F401 - data_yaml is a fixture
+from train_helpers import data_yaml  # noqa: F401 - a fixture
+from train_helpers import FAST, TINY, needs_fashion_mnist, run_cli, summary_of
 
 pytestmark = needs_fashion_mnist
 

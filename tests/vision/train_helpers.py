@@ -11,8 +11,8 @@ import pytest
 from evonorm.data import fashion_mnist, records
 
 HAVE_FASHION_MNIST = os.path.isfile(os.path.join(fashion_mnist.data_dir(), "t10k-labels-idx1-ubyte.gz"))
-needs_fashion_mnist = pytest.mark.skipif(
-    not HAVE_FASHION_MNIST, reason="Fashion-MNIST IDX files not installed (apt-get install dataset-fashion-mnist)")
+NO_DATA = "Fashion-MNIST IDX files not installed (apt-get install dataset-fashion-mnist)"
+needs_fashion_mnist = pytest.mark.skipif(not HAVE_FASHION_MNIST, reason=NO_DATA)
 
 TINY = "evonorm_resnet50_imagenet_tiny"
 # Short loops so the run checkpoints, evaluates and stops within a few seconds.
@@ -24,7 +24,7 @@ FAST = ("trainer.steps_per_loop=2,trainer.checkpoint_interval=2,trainer.summary_
 def data_yaml(tmp_path_factory):
     """A --config_file pointing the tiny experiments at a small subset of the real records."""
     if not HAVE_FASHION_MNIST:
-        pytest.skip("Fashion-MNIST IDX files not installed (apt-get install dataset-fashion-mnist)")
+        pytest.skip(NO_DATA)
     root = tmp_path_factory.mktemp("records")
     patterns = records.prepare_fashion_mnist(str(root / "fm"), limit=128)
     path = root / "data.yaml"
