@@ -17,7 +17,7 @@ What it adds to Model Garden's ``distribute_utils.get_distribution_strategy``:
   notices a dead peer by its missing heartbeats (about 10 s here) and aborts the collectives;
   :func:`describe_failure` turns that into a message that says which worker died and how to resume.
 * **Per-replica input** like TPUEstimator's per-host ``input_fn``: :func:`per_replica_batch_size` and
-  :func:`shard` take the ``tf.distribute.InputContext`` that ``distribute_datasets_from_function``
+  :func:`shard` (together: :func:`distributed_dataset`) take the ``tf.distribute.InputContext`` that ``distribute_datasets_from_function``
   passes to each input pipeline (Model Garden's ``InputReader`` does the same for its tasks).
 
 Only one strategy can live in a process (a second MirroredStrategy breaks collectives), so build it
@@ -288,6 +288,21 @@ def shard(dataset, input_context=None):
     if input_context is None or input_context.num_input_pipelines <= 1:
         return dataset
     return dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+
+
+def distributed_dataset(strategy, dataset_fn, global_batch_size: int, drop_remainder: bool = True):
+    """The per-replica input of a custom training loop, as TPUEstimator's per-host ``input_fn`` was.
+
+    ``dataset_fn(input_context)`` returns an *unbatched* dataset (shuffle and augment there); each input
+    pipeline keeps its own shard of it (every ``n``-th element, ``n`` = pipelines, i.e. workers) and
+    batches it per replica, so one step reads ``global_batch_size`` distinct examples. Batches keep a
+    static shape by default (``drop_remainder``), which TPUs require.
+    """
+    def per_pipeline(input_context):
+        batch = per_replica_batch_size(global_batch_size, input_context)
+        return shard(dataset_fn(input_context), input_context).batch(batch, drop_remainder=drop_remainder)
+
+    return strategy.distribute_datasets_from_function(per_pipeline)
 
 
 def _telling_line(err: BaseException) -> str:

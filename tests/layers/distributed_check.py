@@ -27,7 +27,7 @@ if not MULTI_WORKER:
     cpus = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from evonorm import ops  # noqa: E402
+from evonorm import distribute, ops  # noqa: E402
 from evonorm.layers import keras3, legacy  # noqa: E402
 
 MODULES = {"keras3": keras3, "tf_keras": legacy}
@@ -104,9 +104,18 @@ def check(strategy, generation, name, synchronized, rng):
     }
 
 
+def check_input(strategy):
+    """The first step of ``distribute.distributed_dataset``: what each local replica reads."""
+    dataset = distribute.distributed_dataset(strategy, lambda ctx: tf.data.Dataset.range(64), 8)
+    batch = next(iter(dataset))
+    return {"input": [t.numpy().tolist() for t in strategy.experimental_local_results(batch)],
+            "replicas": strategy.num_replicas_in_sync}
+
+
 def main():
     strategy = (tf.distribute.MultiWorkerMirroredStrategy() if MULTI_WORKER
                 else tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    print(json.dumps(check_input(strategy)), flush=True)
     rng = np.random.default_rng(7)
     for generation in MODULES:
         for name in NAMES:

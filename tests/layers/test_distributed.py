@@ -55,10 +55,19 @@ def results(request):
 
 
 def _cases(results, synchronized):
-    return [r for r in results if r["synchronized"] is synchronized]
+    return [r for r in results if r.get("synchronized") is synchronized]
+
+
+def test_distributed_dataset_gives_each_replica_its_share_of_the_global_batch(results):
+    """One step reads 8 distinct examples, 4 per replica: on one machine from one pipeline, across two
+    workers from each worker's own shard."""
+    per_replica = [batch for r in results if "input" in r for batch in r["input"]]
+    assert len(per_replica) == 2 and all(len(batch) == 4 for batch in per_replica)
+    assert len({x for batch in per_replica for x in batch}) == 8
 
 
 def test_every_case_ran(results):
+    results = [r for r in results if "name" in r]
     seen = {(r["generation"], r["name"]) for r in _cases(results, True)}
     assert seen == {(g, n) for g in ("keras3", "tf_keras") for n in ("evonorm_b0", "evonorm_b1", "bn_relu")}
     assert all(r["replicas"] == 2 for r in results)
