@@ -13,12 +13,12 @@ What it adds to Model Garden's ``distribute_utils.get_distribution_strategy``:
   are visible, a missing or malformed ``TF_CONFIG``: each is one :class:`StrategyError` line instead of a
   hang or a stack trace from deep inside TensorFlow.
 * **Multi-worker that never hangs forever.** Workers wait at most ``--worker_timeout`` seconds for the
-  others to start (TensorFlow waits forever, deaf to SIGTERM); once running, TensorFlow's coordination service
-  notices a dead peer by its missing heartbeats (about 10 s here) and aborts the collectives;
+  others to start (TensorFlow waits forever, deaf to SIGTERM); once running, TensorFlow's coordination
+  service notices a dead peer by its missing heartbeats (about 10 s here) and aborts the collectives;
   :func:`describe_failure` turns that into a message that says which worker died and how to resume.
 * **Per-replica input** like TPUEstimator's per-host ``input_fn``: :func:`per_replica_batch_size` and
-  :func:`shard` (together: :func:`distributed_dataset`) take the ``tf.distribute.InputContext`` that ``distribute_datasets_from_function``
-  passes to each input pipeline (Model Garden's ``InputReader`` does the same for its tasks).
+  :func:`shard` (together: :func:`distributed_dataset`) take the ``tf.distribute.InputContext`` that
+  ``distribute_datasets_from_function`` passes to each input pipeline (Model Garden's ``InputReader`` does the same for its tasks).
 
 Only one strategy can live in a process (a second MirroredStrategy breaks collectives), so build it
 once, at start-up, before any other TensorFlow work.
@@ -186,7 +186,7 @@ def describe_failure(err: BaseException, strategy) -> str | None:
     text = str(err)
     dead = re.findall(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", text.split("unhealthy", 1)[-1])
     if "unhealthy" in text or "is down" in text or isinstance(err, tf.errors.UnavailableError):
-        peers = sorted({f"{job} {task}" for job, task in dead} - {label}) if dead else []
+        peers = sorted({f"{job} {task}" for job, task in dead} - {label})
         who = ", ".join(peers) if peers else "another worker"
         return (f"{label}: multi-worker training stopped because {who} stopped responding "
                 f"(crashed, killed or unreachable): {_telling_line(err)}. Restart every worker with the "

@@ -22,13 +22,14 @@ import tempfile
 import tensorflow as tf
 from official.core import train_lib
 
+from evonorm import distribute
+
 
 class Runner(train_lib.OrbitExperimentRunner):
     """``OrbitExperimentRunner`` whose non-chief workers resume from the chief's checkpoint."""
 
     def _maybe_build_checkpoint_manager(self):
-        strategy = self.strategy
-        if not self.trainer.checkpoint or strategy.extended.should_checkpoint:
+        if not self.trainer.checkpoint or distribute.is_chief(self.strategy):
             return super()._maybe_build_checkpoint_manager()
         chief_latest = tf.train.latest_checkpoint(self.model_dir)
         self.scratch_dir = tempfile.mkdtemp(prefix="evonorm-worker-ckpt-")

@@ -1,7 +1,8 @@
 """``evonorm-train``: trains and evaluates a registered Model Garden experiment (ours or Model Garden's).
 
 Driven by Model Garden's Orbit experiment runner (``official.core.train_lib``): checkpoints and
-TensorBoard summaries go to ``--model_dir``, and a rerun with the same ``--model_dir`` resumes from the latest checkpoint.
+TensorBoard summaries go to ``--model_dir``, and a rerun with the same ``--model_dir`` resumes from
+the latest checkpoint.
 Examples::
 
     evonorm-train --list_experiments
