@@ -9,6 +9,10 @@ PY=${PYTHON:-python3}
 pyver=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 hash=$(sha256sum < requirements.lock | cut -c1-16)
 VENV=${EVONORM_VENV:-$HOME/.cache/evonorm/venv-py$pyver-$hash}
+mkdir -p "$(dirname "$VENV")"
+# One build at a time: a second bootstrap started meanwhile would otherwise delete the first's venv.
+exec 9>"$VENV.lock"
+flock 9
 if [ ! -f "$VENV/.complete" ]; then
   echo "bootstrap: building $VENV (first time only; ~2 min, ~3 GB)" >&2
   rm -rf "$VENV"
