@@ -58,6 +58,10 @@ class NormActBase:
     has_v1 = False  # learnable per-channel v1 (init 1), present only when the activation is applied
     moving_stat = None  # name of a moving statistic kept for inference, e.g. 'moving_variance'
     default_epsilon = ops.DEFAULT_EPSILON
+    # Set by ``ConditionalNormAct`` before build: the channel-wise affine then comes per sample from a
+    # conditioning vector (``call_with_affine``) and the layer owns no gamma/beta variables.
+    external_affine = False
+    _condition_affine = None
 
     def __init__(self, apply_act=True, groups=None, group_size=None, epsilon=None, momentum=0.9,
                  synchronized=False, data_format=ops.CHANNELS_LAST, no_act_mode="norm", zero_init=False,
@@ -137,8 +141,10 @@ class NormActBase:
         return self.add_weight(name=name, shape=(channels,), initializer=init, trainable=trainable, **kwargs)
 
     def _create_variables(self, channels):
-        self.gamma = self._add("gamma", channels, "zeros" if self.zero_init else "ones")
-        self.beta = self._add("beta", channels, "zeros")
+        self._channels = channels
+        if not self.external_affine:
+            self.gamma = self._add("gamma", channels, "zeros" if self.zero_init else "ones")
+            self.beta = self._add("beta", channels, "zeros")
         if self.has_v1 and self.apply_act:
             self.v1 = self._add("v1", channels, "ones")
         if self.moving_stat and not self.affine_only:
@@ -150,6 +156,38 @@ class NormActBase:
     def _param(self, variable):
         """A per-channel variable as float32, broadcastable over the channel axis only."""
         return ops.broadcast_channels(tf.cast(variable, tf.float32), self._rank, self.data_format)
+
+    def _affine_params(self):
+        """(gamma, beta) broadcastable to the input: the per-channel variables, or the per-sample
+        ``[B, 1.., C]`` tensors given to ``call_with_affine``."""
+        if self._condition_affine is not None:
+            return self._condition_affine
+        return self._param(self.gamma), self._param(self.beta)
+
+    def _kernel_affine(self):
+        """(gamma, beta) to hand a fused kernel (which takes per-channel ones), and the per-sample
+        affine still to apply after it (None for an ordinary layer)."""
+        if self._condition_affine is None:
+            return self._param(self.gamma), self._param(self.beta), None
+        ones = self._param(tf.ones([self._channels]))
+        return ones, ones * 0.0, self._condition_affine
+
+    @staticmethod
+    def _apply_affine(y, affine):
+        return y if affine is None else y * affine[0] + affine[1]
+
+    def call_with_affine(self, inputs, gamma, beta, training=None):
+        """The layer with a given per-sample affine in place of its own (class-conditional norms).
+
+        ``gamma`` and ``beta`` are float32 tensors broadcastable to ``inputs`` (``[B, 1, 1, C]`` for
+        NHWC images). They sit where the layer's own affine sits: before the activation of the
+        "normalize then activate" baselines, at the very end of the EvoNorms.
+        """
+        self._condition_affine = (gamma, beta)
+        try:
+            return self.call(inputs, training=training)
+        finally:
+            self._condition_affine = None
 
     def call(self, inputs, training=None):
         cls = type(self).__name__
@@ -166,9 +204,10 @@ class NormActBase:
         return tf.cast(y, out_dtype) if out_dtype != tf.float32 else y
 
     def _forward(self, x, training):
+        gamma, beta = self._affine_params()
         if self.affine_only:
-            return x * self._param(self.gamma) + self._param(self.beta)
-        z = self._normalize(x, training) * self._param(self.gamma) + self._param(self.beta)
+            return x * gamma + beta
+        z = self._normalize(x, training) * gamma + beta
         return self._activation(z) if self.apply_act else z
 
     def _normalize(self, x, training):  # pragma: no cover - abstract

@@ -49,11 +49,13 @@ class _BatchNorm(NormActBase):
         return self._activation(z) if self.apply_act else z
 
     def _train(self, x):
-        gamma, beta = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
         if self._fusable(x):
+            gamma, beta, after = self._kernel_affine()
             fmt = "NHWC" if self.data_format == ops.CHANNELS_LAST else "NCHW"
             y, mean, var = tf.compat.v1.nn.fused_batch_norm(
-                x, gamma, beta, epsilon=self.epsilon, data_format=fmt, is_training=True)
+                x, tf.reshape(gamma, [-1]), tf.reshape(beta, [-1]), epsilon=self.epsilon,
+                data_format=fmt, is_training=True)
+            y = self._apply_affine(y, after)
             # The kernel returns the Bessel-corrected variance; keep the biased one, as every other
             # batch-dependent layer here does.
             n = tf.cast(tf.size(x) // tf.shape(x)[ops.channel_axis(4, self.data_format)], tf.float32)
@@ -74,7 +76,8 @@ class _BatchNorm(NormActBase):
         return ops.broadcast_channels(v, self._rank, self.data_format)
 
     def _affine(self, y):
-        return y * self._param(self.gamma) + self._param(self.beta)
+        gamma, beta = self._affine_params()
+        return y * gamma + beta
 
 
 class BNReLU(_ReLU, _BatchNorm):

@@ -67,12 +67,13 @@ class EvoNormB0(_BatchDependent):
             lib = kernels.usable(x, self.data_format, self.synchronized)
         if lib is None:
             return super()._forward(x, training)
+        gamma, beta, after = self._kernel_affine()
         out, batch_var = kernels.evonorm_b0(
-            lib, x, self._param(self.v1), self._param(self.gamma), self._param(self.beta),
-            tf.cast(self.moving_variance, tf.float32), self.epsilon, bool(training))
+            lib, x, self._param(self.v1), gamma, beta, tf.cast(self.moving_variance, tf.float32),
+            self.epsilon, bool(training))
         if training:
             self._update_moving(self.moving_variance, batch_var)
-        return out
+        return self._apply_affine(out, after)
 
     def _formula(self, x, batch_std):
         return ops.evonorm_b0(x, self._param(self.v1), batch_std, self.epsilon, self.data_format)
@@ -123,8 +124,10 @@ class EvoNormS0(_SampleBased):
         lib = kernels.usable(x, self.data_format) if self.apply_act else None
         if lib is None:
             return super()._forward(x, training)
-        return kernels.evonorm_s0(lib, x, self._param(self.v1), self._param(self.gamma),
-                                  self._param(self.beta), self.effective_groups, self.epsilon)
+        gamma, beta, after = self._kernel_affine()
+        out = kernels.evonorm_s0(lib, x, self._param(self.v1), gamma, beta, self.effective_groups,
+                                 self.epsilon)
+        return self._apply_affine(out, after)
 
     def _normalize(self, x, training):
         if not self.apply_act:
