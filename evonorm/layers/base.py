@@ -10,11 +10,22 @@ the channel-wise affine) and, for "normalize then activate" baselines, ``_activa
 
 from __future__ import annotations
 
+import threading
+
 import tensorflow as tf
 
 from evonorm import ops
 
 NO_ACT_MODES = ("norm", "affine")
+# The per-sample affine of a ``call_with_affine`` in progress, per thread and layer: MirroredStrategy runs
+# its replicas in threads that share the layer objects, so this cannot live on the layer itself.
+_CONDITION = threading.local()
+
+
+def _conditions() -> dict:
+    if not hasattr(_CONDITION, "by_layer"):
+        _CONDITION.by_layer = {}
+    return _CONDITION.by_layer
 
 
 def smart_cond(pred, true_fn, false_fn):
@@ -61,7 +72,6 @@ class NormActBase:
     # Set by ``ConditionalNormAct`` before build: the channel-wise affine then comes per sample from a
     # conditioning vector (``call_with_affine``) and the layer owns no gamma/beta variables.
     external_affine = False
-    _condition_affine = None
 
     def __init__(self, apply_act=True, groups=None, group_size=None, epsilon=None, momentum=0.9,
                  synchronized=False, data_format=ops.CHANNELS_LAST, no_act_mode="norm", zero_init=False,
@@ -160,17 +170,19 @@ class NormActBase:
     def _affine_params(self):
         """(gamma, beta) broadcastable to the input: the per-channel variables, or the per-sample
         ``[B, 1.., C]`` tensors given to ``call_with_affine``."""
-        if self._condition_affine is not None:
-            return self._condition_affine
+        affine = _conditions().get(id(self))
+        if affine is not None:
+            return affine
         return self._param(self.gamma), self._param(self.beta)
 
     def _kernel_affine(self):
         """(gamma, beta) to hand a fused kernel (which takes per-channel ones), and the per-sample
         affine still to apply after it (None for an ordinary layer)."""
-        if self._condition_affine is None:
+        affine = _conditions().get(id(self))
+        if affine is None:
             return self._param(self.gamma), self._param(self.beta), None
         ones = self._param(tf.ones([self._channels]))
-        return ones, ones * 0.0, self._condition_affine
+        return ones, ones * 0.0, affine
 
     @staticmethod
     def _apply_affine(y, affine):
@@ -183,11 +195,12 @@ class NormActBase:
         NHWC images). They sit where the layer's own affine sits: before the activation of the
         "normalize then activate" baselines, at the very end of the EvoNorms.
         """
-        self._condition_affine = (gamma, beta)
+        conditions = _conditions()
+        conditions[id(self)] = (gamma, beta)
         try:
             return self.call(inputs, training=training)
         finally:
-            self._condition_affine = None
+            del conditions[id(self)]
 
     def call(self, inputs, training=None):
         cls = type(self).__name__

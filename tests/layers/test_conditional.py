@@ -175,3 +175,38 @@ def test_spectral_false_is_the_plain_layer(rng):
 def test_embedding_rejects_float_labels():
     with pytest.raises(TypeError, match="integer class labels"):
         SNEmbedding(3, 4)(tf.zeros([2]))
+
+
+def test_concurrent_calls_keep_their_own_condition(rng):
+    """MirroredStrategy runs replicas in threads sharing one layer: each call must see its own affine,
+    even when the other thread's call starts (and ends) in between."""
+    import threading  # noqa: PLC0415
+
+    layer = _built("gn_relu", rng, groups=4)
+    x = tf.constant(rng.normal(size=SHAPE).astype(np.float32))
+    conds = [tf.constant(rng.normal(size=(4, COND)).astype(np.float32)) for _ in range(2)]
+    expected = [layer((x, c)).numpy() for c in conds]
+    barrier = threading.Barrier(2, timeout=20)
+    call = layer.inner.call
+
+    def interleaved_call(*args, **kwargs):  # both threads have set their condition before either reads it
+        barrier.wait()
+        return call(*args, **kwargs)
+
+    layer.inner.call = interleaved_call
+    results = [None, None]
+
+    def worker(i):
+        try:
+            results[i] = layer((x, conds[i])).numpy()
+        except Exception as err:  # noqa: BLE001 - reported by the assertion below
+            results[i] = err
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected):
+        assert isinstance(got, np.ndarray), got
+        np.testing.assert_allclose(got, want, atol=1e-5)
