@@ -34,6 +34,7 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["evonorm-search = evonorm.search.main:run",
-                                     "evonorm-train = evonorm.vision.train_main:run"]},
+                                     "evonorm-train = evonorm.vision.train_main:run",
+                                     "evonorm-gan = evonorm.gan.main:run"]},
     license="Apache-2.0",
 )
