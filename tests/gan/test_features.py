@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from evonorm.data import fashion_mnist
-from evonorm.gan import features, metrics
+from evonorm.gan import features, metrics, scoring
 
 _HAVE_FMNIST = all(os.path.isfile(os.path.join(fashion_mnist.data_dir(), name))
                    for split in fashion_mnist.FILES.values() for name in split[:2])
@@ -95,8 +95,8 @@ def test_classifier_fid_grows_with_noise(small_classifier, test_images, rng):
     real, fake = x[:1000], features.to_model_range(x[1000:])
     noisy = np.clip(fake + rng.normal(0, 0.5, size=fake.shape), -1, 1).astype(np.float32)
     kw = dict(kid_subsets=10, kid_subset_size=500)
-    clean = features.evaluate_images(fake, real, net, fake_labels=y[1000:], **kw)
-    corrupted = features.evaluate_images(noisy, real, net, **kw)
+    clean = scoring.evaluate_images(fake, real, net, fake_labels=y[1000:], **kw)
+    corrupted = scoring.evaluate_images(noisy, real, net, **kw)
     assert corrupted["fid"] > 3 * clean["fid"] and corrupted["kid"] > clean["kid"]
     assert clean["fake_label_accuracy"] == pytest.approx(
         np.mean(net.features_and_logits(fake)[1].argmax(1) == y[1000:]))
@@ -110,22 +110,22 @@ def test_evaluate_images_matches_metrics_and_caches_reference(rng, tmp_path):
     net = ToyNet()
     real, fake = _toy_images(rng, 300), _toy_images(rng, 200, shift=0.2)
     cache = str(tmp_path / "real.npz")
-    report = features.evaluate_images(fake, real, net, real_cache=cache, kid_subsets=5)
+    report = scoring.evaluate_images(fake, real, net, real_cache=cache, kid_subsets=5)
     want = metrics.score_features(net.features_and_logits(real)[0], *net.features_and_logits(fake),
                                   feature_network="toy_net", kid_subsets=5)
     for key in ("is", "fid", "kid", "num_real", "num_fake", "feature_dim"):
         assert report[key] == pytest.approx(want[key], rel=1e-12), key
-    reference = features.real_reference(real, net, cache_path=cache)
+    reference = scoring.real_reference(real, net, cache_path=cache)
     assert os.path.isfile(cache) and reference.fingerprint
-    assert features.evaluate_images(fake, reference, net, kid_subsets=5)["fid"] == report["fid"]
-    other = features.real_reference(real[:150], net, cache_path=cache)  # other images: recomputed
+    assert scoring.evaluate_images(fake, reference, net, kid_subsets=5)["fid"] == report["fid"]
+    other = scoring.real_reference(real[:150], net, cache_path=cache)  # other images: recomputed
     assert other.features.shape == (150, 16)
 
     class OtherNet(ToyNet):
         name = "other_net"
 
     with pytest.raises(ValueError, match="not comparable"):
-        features.evaluate_images(fake, reference, OtherNet())
+        scoring.evaluate_images(fake, reference, OtherNet())
 
 
 def test_evaluate_folder_reads_pngs(rng, tmp_path):
@@ -136,14 +136,14 @@ def test_evaluate_folder_reads_pngs(rng, tmp_path):
     for i, im in enumerate(fake):
         Image.fromarray(im[..., 0]).save(tmp_path / f"{i:03d}.png")
     real = _toy_images(rng, 60)
-    report = features.evaluate_folder(str(tmp_path), real, net, is_splits=4, kid_subsets=3)
-    assert report == {**features.evaluate_images(fake, real, net, is_splits=4, kid_subsets=3),
+    report = scoring.evaluate_folder(str(tmp_path), real, net, is_splits=4, kid_subsets=3)
+    assert report == {**scoring.evaluate_images(fake, real, net, is_splits=4, kid_subsets=3),
                       "folder": str(tmp_path)}
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "odd.png")
     with pytest.raises(ValueError, match="differ in size"):
-        features.evaluate_folder(str(tmp_path), real, net)
+        scoring.evaluate_folder(str(tmp_path), real, net)
     with pytest.raises(FileNotFoundError, match="no"):
-        features.evaluate_folder(str(tmp_path / "empty"), real, net)
+        scoring.evaluate_folder(str(tmp_path / "empty"), real, net)
 
 
 def test_get_feature_network_specs(tmp_path):

@@ -14,22 +14,6 @@ from evonorm.gan import configs, main
 CONFIG = "fmnist32_evonorm_s0_tiny"
 
 
-@pytest.fixture(scope="session")
-def feature_cache(tmp_path_factory):
-    """A private EVONORM_CACHE_DIR holding the tiny configs' classifier (trained once per session)."""
-    from evonorm.gan import train  # noqa: PLC0415
-
-    path = str(tmp_path_factory.getbasetemp() / "evonorm_cache")
-    old = os.environ.get("EVONORM_CACHE_DIR")
-    os.environ["EVONORM_CACHE_DIR"] = path
-    train.load_feature_network(configs.TINY_FEATURE_NETWORK)
-    yield path
-    if old is None:
-        os.environ.pop("EVONORM_CACHE_DIR", None)
-    else:
-        os.environ["EVONORM_CACHE_DIR"] = old
-
-
 def _cli(*args, cache, check=True):
     """Runs ``evonorm-gan`` (this interpreter's), returns (returncode, stdout, stderr)."""
     env = {**os.environ, "EVONORM_CACHE_DIR": cache, "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -8,21 +8,7 @@ import pytest
 import tensorflow as tf
 
 from evonorm.data import gan_data
-from evonorm.gan import biggan, configs, ema, losses, train
-
-
-@pytest.fixture(scope="session")
-def feature_cache(tmp_path_factory):
-    """A private EVONORM_CACHE_DIR holding the tiny configs' classifier (trained once per session)."""
-    path = str(tmp_path_factory.getbasetemp() / "evonorm_cache")
-    old = os.environ.get("EVONORM_CACHE_DIR")
-    os.environ["EVONORM_CACHE_DIR"] = path
-    train.load_feature_network(configs.TINY_FEATURE_NETWORK)
-    yield path
-    if old is None:
-        os.environ.pop("EVONORM_CACHE_DIR", None)
-    else:
-        os.environ["EVONORM_CACHE_DIR"] = old
+from evonorm.gan import biggan, configs, ema, evaluation, losses, train
 
 
 def _tiny_model(norm, **kwargs):
@@ -114,9 +100,9 @@ def test_fashion_mnist_for_the_gan():
 
 
 def test_truncation_and_balanced_labels():
-    z = train.sample_z(np.random.default_rng(0), 500, 8, truncation=0.5)
+    z = evaluation.sample_z(np.random.default_rng(0), 500, 8, truncation=0.5)
     assert np.abs(z).max() <= 0.5 and z.std() > 0.2
-    assert np.bincount(train.balanced_labels(100, 10)).tolist() == [10] * 10
+    assert np.bincount(evaluation.balanced_labels(100, 10)).tolist() == [10] * 10
 
 
 # --- the loop ---------------------------------------------------------------------------------------
