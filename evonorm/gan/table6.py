@@ -73,19 +73,15 @@ def _records(workdir: str) -> list:
     return data["records"] if isinstance(data, dict) else data
 
 
-def peak(records: list) -> dict | None:
-    """The evaluation with the lowest FID (the paper's 'peak performance')."""
-    scored = [r for r in records if r.get("fid") is not None]
-    return min(scored, key=lambda r: r["fid"]) if scored else None
-
-
 def collect(layers, seeds, out: str) -> dict:
     """layer -> {'runs': [peak record per finished seed], 'median'/'best' of is, fid, kid}."""
+    from evonorm.gan.evaluation import best_record  # noqa: PLC0415 - the lowest FID: "peak performance"
+
     table = {}
     for layer in layers:
         runs = []
         for seed in seeds:
-            best = peak(_records(run_dir(out, layer, seed)))
+            best = best_record(_records(run_dir(out, layer, seed)))
             if best is not None:
                 runs.append(dict(best, seed=seed))
         row = {"runs": runs}
