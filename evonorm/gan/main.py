@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from absl import app, flags, logging
 
-from evonorm import distribute
+from evonorm import cli, distribute
 
 MODES = ("train", "eval", "sample")
 
@@ -54,15 +53,8 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def parse_flags(argv) -> flags.FlagValues:
-    """Parses ``argv`` into a fresh FlagValues; absl's own flags (``--verbosity``...) go to FLAGS."""
-    rest = flags.FLAGS(list(argv), known_only=True)
-    fv = flags.FlagValues()
-    define_flags(fv)
-    try:
-        fv(rest)
-    except flags.Error as err:
-        raise app.UsageError(str(err)) from err
-    return fv
+    """Parses ``argv`` into this command's own FlagValues (see :mod:`evonorm.cli`)."""
+    return cli.parse_flags(argv, define_flags)
 
 
 def list_configs() -> list[str]:
@@ -140,11 +132,7 @@ def main(argv) -> None:
     if not flags.FLAGS["verbosity"].present:
         # TensorFlow's per-checkpoint INFO lines would bury the progress lines; --verbosity=0 shows them.
         logging.set_verbosity(logging.WARNING)
-    try:
-        execute(fv)
-    except GANUsageError as err:
-        print(f"evonorm-gan: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    cli.run_reporting("evonorm-gan", execute, fv, GANUsageError)
 
 
 def run() -> None:

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 from absl import app, flags, logging
 
-from evonorm import distribute
+from evonorm import cli, distribute
 
 MODES = ("train", "eval", "train_and_eval")
 
@@ -60,16 +59,8 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def parse_flags(argv) -> flags.FlagValues:
-    """Parses ``argv`` (argv[0] is the program) into a fresh FlagValues; absl's own flags
-    (``--verbosity``, ``--logtostderr``...) go to the global FLAGS."""
-    rest = flags.FLAGS(list(argv), known_only=True)
-    fv = flags.FlagValues()
-    define_flags(fv)
-    try:
-        fv(rest)
-    except flags.Error as err:
-        raise app.UsageError(str(err)) from err
-    return fv
+    """Parses ``argv`` into this command's own FlagValues (see :mod:`evonorm.cli`)."""
+    return cli.parse_flags(argv, define_flags)
 
 
 def _registry():
@@ -243,11 +234,7 @@ def train(fv: flags.FlagValues) -> dict:
 def main(argv) -> None:
     """absl main: runs :func:`train`, turning :class:`TrainError` into one line and exit status 1."""
     fv = argv if isinstance(argv, flags.FlagValues) else parse_flags(argv)
-    try:
-        train(fv)
-    except TrainError as err:
-        print(f"evonorm-train: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    cli.run_reporting("evonorm-train", train, fv, TrainError)
 
 
 def run() -> None:
