@@ -26,9 +26,15 @@ def main(argv):
     del argv
     seeds = [int(s) for s in FLAGS.seeds]
     os.makedirs(FLAGS.out, exist_ok=True)
+    command = " ".join(["python"] + sys.argv)
+    record = os.path.join(FLAGS.out, "command.txt")  # the training command, kept for --report_only reruns
     if not FLAGS.report_only:
+        with open(record, "w", encoding="utf-8") as f:
+            f.write(command + "\n")
         table6.run_all(FLAGS.layers, seeds, FLAGS.out, FLAGS.config_override)
-    table6.report(FLAGS.layers, seeds, FLAGS.out, " ".join(["python"] + sys.argv))
+    elif os.path.exists(record):
+        command = open(record, encoding="utf-8").read().strip()
+    table6.report(FLAGS.layers, seeds, FLAGS.out, command)
     print(open(os.path.join(FLAGS.out, "table6.md"), encoding="utf-8").read())
 
 

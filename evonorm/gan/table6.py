@@ -109,7 +109,7 @@ def markdown(table: dict, seeds, command: str, machine: str, feature_network: st
         f"Each run reports its evaluation with the best FID (peak performance, as the paper); median / best over "
         f"seeds {list(seeds)}.",
         "",
-        f"| layer in G | IS (median / best) | FID (median / best) | KID x100 (median / best) | runs "
+        f"| layer in G | IS (median / best) | FID (median / best) | KID (median / best) | runs "
         f"| paper IS | paper FID |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -117,16 +117,16 @@ def markdown(table: dict, seeds, command: str, machine: str, feature_network: st
         paper = configs.TABLE6.get(layer, {})
         paper_is = "/".join(_fmt(paper.get(k)) for k in ("is_median", "is_best") if paper.get(k) is not None)
         paper_fid = "/".join(_fmt(paper.get(k)) for k in ("fid_median", "fid_best") if paper.get(k) is not None)
-        kid = [None if row[k] is None else 100 * row[k] for k in ("kid_median", "kid_best")]
+        kid = [row["kid_median"], row["kid_best"]]
         lines.append(
             f"| {LAYER_NAMES.get(layer, layer)} | {_fmt(row['is_median'])} / {_fmt(row['is_best'])} "
             f"| {_fmt(row['fid_median'])} / {_fmt(row['fid_best'])} | {_fmt(kid[0])} / {_fmt(kid[1])} "
             f"| {len(row['runs'])} | {paper_is} | {paper_fid} |")
-    lines += ["", "Per run (peak evaluation):", "", "| layer | seed | step | IS | FID | KID x100 |", "|---|---|---|---|---|---|"]
+    lines += ["", "Per run (peak evaluation):", "", "| layer | seed | step | IS | FID | KID |", "|---|---|---|---|---|---|"]
     for layer, row in table.items():
         for r in row["runs"]:
             lines.append(f"| {layer} | {r['seed']} | {r.get('step')} | {_fmt(r.get('is'))} | {_fmt(r.get('fid'))} "
-                         f"| {_fmt(None if r.get('kid') is None else 100 * r['kid'])} |")
+                         f"| {_fmt(r.get('kid'))} |")
     return "\n".join(lines) + "\n"
 
 
