@@ -34,11 +34,10 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from evonorm.data import fashion_mnist
+from evonorm.data import fashion_mnist, gan_data
 
 __all__ = ["FeatureNetwork", "FashionMNISTClassifier", "InceptionV3Features", "get_feature_network",
-           "to_model_range", "feature_nets_dir",
-           "RealReference", "real_reference", "evaluate_images", "evaluate_folder", "load_png_folder"]
+           "to_model_range", "pad_to_32", "feature_nets_dir"]
 
 FASHION_MNIST_NAME = "fashion_mnist_classifier"
 INCEPTION_NAME = "inception_v3"
@@ -233,8 +232,9 @@ class FashionMNISTClassifier(FeatureNetwork):
             except (OSError, ValueError, KeyError) as err:  # corrupt or foreign file: retrain over it
                 print(f"[{FASHION_MNIST_NAME}] ignoring unreadable cache {weights_path} ({err})",
                       file=sys.stderr, flush=True)
-        (x_tr, y_tr), (x_te, y_te) = fashion_mnist.load(data_path)
-        x_tr, y_tr = pad_to_32(to_model_range(x_tr[:n_train])), y_tr[:n_train].astype(np.int32)
+        # Exactly the GAN's data: the same padding and scaling (evonorm.data.gan_data).
+        x_tr, y_tr = gan_data.fashion_mnist_arrays("train", n_train, data_path)
+        x_te, y_te = gan_data.fashion_mnist_arrays("test", None, data_path)
         steps = -(-n_train // batch_size)
         if verbose:
             print(f"[{FASHION_MNIST_NAME}] training on {n_train} examples for {epochs} epochs (cache miss: "
@@ -251,7 +251,7 @@ class FashionMNISTClassifier(FeatureNetwork):
         train_seconds = time.time() - start
         net = cls(model, {"version": CLASSIFIER_VERSION, "epochs": epochs, "seed": seed,
                           "train_examples": n_train, "batch_size": batch_size, "test_accuracy": None})
-        _, logits = net.features_and_logits(to_model_range(x_te))
+        _, logits = net.features_and_logits(x_te)
         accuracy = float(np.mean(logits.argmax(axis=1) == y_te))
         info = {**net.info, "test_accuracy": accuracy, "test_examples": len(y_te),
                 "train_seconds": round(train_seconds, 1), "tensorflow": tf.__version__,
