@@ -35,6 +35,7 @@ from evonorm.data import gan_data
 from evonorm.gan import biggan, configs, ema, losses
 from evonorm.gan.errors import GANError
 from evonorm.gan.evaluation import Evaluator, best_record, generate_samples, save_grid, to_uint8
+from evonorm.search.progress import format_duration  # stdlib only: no search machinery
 
 
 
@@ -190,12 +191,6 @@ def make_train_step(run: Run):
     return train_step
 
 
-def _fmt_time(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else \
-        f"{seconds // 60}m{seconds % 60:02d}s"
-
-
 def _train_loop(run: Run, evaluator, train_step, iterator, writer):
     """Steps from ``run.step`` to ``train_steps``: summaries, progress lines, checkpoints, evaluations.
 
@@ -222,7 +217,7 @@ def _train_loop(run: Run, evaluator, train_step, iterator, writer):
                 tf.summary.scalar("train/steps_per_s", rate)
             print(f"step {step}/{total} ({100.0 * step / total:.1f}%)  d_loss {logs['d_loss']:.4f}  "
                   f"g_loss {logs['g_loss']:.4f}  D(x) {logs['d_real']:+.3f}  D(G(z)) {logs['d_fake']:+.3f}  "
-                  f"{rate:.2f} steps/s  ETA {_fmt_time((total - step) / max(rate, 1e-9))}", flush=True)
+                  f"{rate:.2f} steps/s  ETA {format_duration((total - step) / max(rate, 1e-9))}", flush=True)
         if step % config.checkpoint_every == 0 or step == total:
             run.manager.save(checkpoint_number=step)
         if step % config.eval_every == 0 or step == total:
