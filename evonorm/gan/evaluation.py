@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from evonorm.data import gan_data
-from evonorm.gan import configs, ema
+from evonorm.gan import configs, ema, features, metrics, scoring
 from evonorm.gan.errors import GANError
 
 
@@ -26,8 +26,6 @@ def load_feature_network(spec: str):
     Raises:
       GANError: the network cannot be had (the message says why and what to pass instead).
     """
-    from evonorm.gan import features  # noqa: PLC0415 - the one place this module meets the features API
-
     name, _, query = spec.partition("?")
     try:
         if query:
@@ -163,12 +161,10 @@ class Evaluator:
             except gan_data.GANDataError as err:
                 raise GANError(str(err)) from err
             features, logits = self.net.features_and_logits(real)
-            _REAL_CACHE[key] = (features, logits)
-        self.real_features, real_logits = _REAL_CACHE[key]
-        from evonorm.gan import metrics  # noqa: PLC0415
-
-        self.metrics = metrics
-        self.real_is = metrics.inception_score(real_logits, from_logits=True)[0]
+            # Real features and their mean/covariance once per process, not at every evaluation.
+            _REAL_CACHE[key] = (scoring.RealReference(features, self.net.identifier),
+                                metrics.inception_score(logits, from_logits=True)[0])
+        self.reference, self.real_is = _REAL_CACHE[key]
         self.path = os.path.join(workdir, "metrics.json")
 
     def load_records(self) -> list:
@@ -189,12 +185,10 @@ class Evaluator:
         """Standing statistics, ``num_eval_samples`` samples, metrics, grid; returns the record."""
         cfg, start = self.config, time.time()
         fake, _ = generate_samples(run, cfg.num_eval_samples, seed=cfg.seed + 1000 + step)
-        features, logits = self.net.features_and_logits(fake)
-        scores = self.metrics.score_features(self.real_features, features, logits,
-                                             feature_network=self.net.name, seed=cfg.seed)
+        scores = scoring.evaluate_images(fake, self.reference, self.net, seed=cfg.seed)
         record = {"step": int(step), "mode": mode, **{k: scores[k] for k in (
-            "is", "is_std", "fid", "kid", "kid_stderr", "feature_network", "num_real", "feature_dim")},
-            "feature_network_id": self.net.identifier, "num_samples": int(cfg.num_eval_samples),
+            "is", "is_std", "fid", "kid", "kid_stderr", "feature_network", "num_real", "feature_dim",
+            "feature_network_id")}, "num_samples": int(cfg.num_eval_samples),
             "real_is": float(self.real_is), "truncation": cfg.truncation,
             "eval_seconds": round(time.time() - start, 1), "wall_time": time.time()}
         # The grid's z is fixed across evaluations, so rows show one class changing over training.
