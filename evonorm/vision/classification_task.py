@@ -55,7 +55,10 @@ class EvoNormClassificationTaskConfig(mg_cls.ImageClassificationTask):
     init_checkpoint: str = ""  # Model Garden's experiments point at cloud paths; never by default
 
 
-def _tfds_message(name: str, data_dir: str) -> str:
+CLASSIFICATION_RECORDS = "Model Garden classification TFRecords ('image/encoded', 'image/class/label')"
+
+
+def _tfds_message(name: str, data_dir: str, records_kind: str = CLASSIFICATION_RECORDS) -> str:
     where = data_dir or "~/tensorflow_datasets (the TFDS default)"
     extra = ""
     if name.startswith("imagenet2012"):
@@ -64,12 +67,11 @@ def _tfds_message(name: str, data_dir: str) -> str:
                  f"`tfds build {name} --data_dir=<data_dir>` once;")
     return (f"TFDS dataset {name!r} is not prepared in {where}.{extra} then set "
             f"task.train_data.tfds_data_dir and task.validation_data.tfds_data_dir to that directory. "
-            f"Alternatively point task.*_data.input_path at Model Garden classification TFRecords "
-            f"('image/encoded', 'image/class/label') and set tfds_name=''. Nothing is downloaded "
-            f"automatically.")
+            f"Alternatively point task.*_data.input_path at {records_kind} and set tfds_name=''. "
+            f"Nothing is downloaded automatically.")
 
 
-def _check_tfds(name: str, data_dir: str, split: str) -> None:
+def _check_tfds(name: str, data_dir: str, split: str, records_kind: str) -> None:
     import tensorflow_datasets as tfds  # noqa: PLC0415 - heavy import, only when TFDS is used
 
     try:
@@ -77,13 +79,13 @@ def _check_tfds(name: str, data_dir: str, split: str) -> None:
     except tfds.core.registered.DatasetNotFoundError as err:
         raise DataNotFoundError(f"unknown TFDS dataset {name!r}: {str(err).splitlines()[0]}") from err
     if not builder.is_prepared():
-        raise DataNotFoundError(_tfds_message(name, data_dir))
+        raise DataNotFoundError(_tfds_message(name, data_dir, records_kind))
     if split and split.split("[")[0] not in builder.info.splits:
         raise DataNotFoundError(f"TFDS dataset {name!r} has no split {split!r}; it has "
                                 f"{sorted(builder.info.splits)}.")
 
 
-def _check_files(input_path) -> None:
+def _check_files(input_path, records_kind: str, records_hint: str | None) -> None:
     if isinstance(input_path, str):
         patterns = [p for p in input_path.split(",") if p]
     elif hasattr(input_path, "as_dict"):
@@ -108,24 +110,30 @@ def _check_files(input_path) -> None:
                         f"IDX files of the `dataset-fashion-mnist` package; no download), or run "
                         f"evonorm-train with --prepare_data.")
         else:
-            message += (" Prepare Model Garden classification TFRecords ('image/encoded', "
-                        "'image/class/label') there, or use TFDS by setting tfds_name and "
-                        "tfds_data_dir.")
+            message += (f" {records_hint}" if records_hint else
+                        f" Prepare {records_kind} there, or use TFDS by setting tfds_name and "
+                        f"tfds_data_dir.")
         raise DataNotFoundError(message)
 
 
-def check_data(data_config) -> None:
+def check_data(data_config, records_kind: str = CLASSIFICATION_RECORDS,
+               records_hint: str | None = None) -> None:
     """Raises :class:`DataNotFoundError` unless ``data_config``'s TFRecords or TFDS data exist.
 
     Never downloads: a TFDS dataset must already be prepared in ``tfds_data_dir``.
+
+    Args:
+      data_config: a Model Garden DataConfig (``input_path`` or ``tfds_name``).
+      records_kind: what the task's TFRecords are, for the messages.
+      records_hint: the sentence that says how to make missing TFRecords (default: a generic one).
     """
     if data_config.tfds_name:
         names = (data_config.tfds_name.as_dict().values()
                  if hasattr(data_config.tfds_name, "as_dict") else [data_config.tfds_name])
         for name in names:
-            _check_tfds(name, data_config.tfds_data_dir, data_config.tfds_split)
+            _check_tfds(name, data_config.tfds_data_dir, data_config.tfds_split, records_kind)
     else:
-        _check_files(data_config.input_path)
+        _check_files(data_config.input_path, records_kind, records_hint)
 
 
 @task_factory.register_task_cls(EvoNormClassificationTaskConfig)

@@ -198,18 +198,26 @@ BUILDERS = {
 }
 
 
+def register_once(table: dict, key: str, builder, register, kind: str) -> None:
+    """Registers ``builder`` under ``key`` with Model Garden's ``register(key)`` decorator, unless
+    ``table`` (that registry's dict) already holds this very builder (a second import or a reload);
+    a key held by foreign code is an error."""
+    try:
+        existing = registry.lookup(table, key)
+    except LookupError:
+        register(key)(builder)
+        return
+    if (getattr(existing, "__module__", None), getattr(existing, "__qualname__", None)) != (
+            builder.__module__, builder.__qualname__):
+        raise ValueError(f"Model Garden {kind} key {key!r} is already registered to {existing!r}.")
+
+
 def register_backbones() -> None:
-    """Registers every builder of ``BUILDERS``; a key already holding a builder of this module
-    (a second import or a reload) is left as is, a key held by foreign code is an error."""
+    """Registers every builder of ``BUILDERS`` in Model Garden's backbone factory (see
+    :func:`register_once`)."""
     for key, builder in BUILDERS.items():
-        try:
-            existing = registry.lookup(factory._REGISTERED_BACKBONE_CLS, key)  # noqa: SLF001
-        except LookupError:
-            factory.register_backbone_builder(key)(builder)
-            continue
-        if (getattr(existing, "__module__", None), getattr(existing, "__qualname__", None)) != (
-                builder.__module__, builder.__qualname__):
-            raise ValueError(f"Model Garden backbone key {key!r} is already registered to {existing!r}.")
+        register_once(factory._REGISTERED_BACKBONE_CLS, key, builder,  # noqa: SLF001
+                      factory.register_backbone_builder, "backbone")
 
 
 register_backbones()

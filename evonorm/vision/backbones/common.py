@@ -49,8 +49,8 @@ class NormActSeam:
         self.kwargs = dict(norm_kwargs)
         self.is_evonorm = self.name.startswith("evonorm")
 
-    def __call__(self, x, name: str, apply_act: bool = True, zero_init: bool = False):
-        """Applies a fresh norm-act layer named ``name`` to ``x``.
+    def layer(self, name: str, apply_act: bool = True, zero_init: bool = False):
+        """A fresh norm-act layer named ``name``.
 
         ``zero_init=True`` starts ``gamma`` at zero (last norm of a residual branch) unless the user
         set ``zero_init`` explicitly in ``norm_kwargs``.
@@ -58,7 +58,11 @@ class NormActSeam:
         kwargs = dict(self.kwargs)
         if zero_init:
             kwargs.setdefault("zero_init", True)
-        return legacy.create_norm_act(self.name, apply_act=apply_act, name=name, **kwargs)(x)
+        return legacy.create_norm_act(self.name, apply_act=apply_act, name=name, **kwargs)
+
+    def __call__(self, x, name: str, apply_act: bool = True, zero_init: bool = False):
+        """Applies a fresh norm-act layer (see :meth:`layer`) to ``x``."""
+        return self.layer(name, apply_act=apply_act, zero_init=zero_init)(x)
 
     def post_add_activation(self, x, name: str):
         """The activation after a residual add in post-activation (v1) blocks.
