@@ -69,6 +69,11 @@ class _SeamHead:
 
     def __init__(self, *args, norm_act: str = "bn_relu", norm_kwargs: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        norm_kwargs = dict(norm_kwargs or {})
+        # Model Garden's own norm arguments apply unless norm_kwargs says otherwise.
+        norm_kwargs.setdefault("epsilon", self._config_dict["norm_epsilon"])
+        norm_kwargs.setdefault("momentum", self._config_dict["norm_momentum"])
+        norm_kwargs.setdefault("synchronized", bool(self._config_dict.get("use_sync_bn", False)))
         self._seam = NormActSeam(norm_act, norm_kwargs)
         self._config_dict.update(norm_act=self._seam.name, norm_kwargs=dict(self._seam.kwargs))
 
