@@ -63,10 +63,21 @@ def parse_flags(argv) -> flags.FlagValues:
     return cli.parse_flags(argv, define_flags)
 
 
+def _our_suites():
+    """The modules registering our experiments: classification (Tables 3, 4, 7), detection (Table 5)."""
+    from evonorm.vision import experiments  # noqa: PLC0415 - heavy imports after flag parsing
+    from evonorm.vision.detection import experiments as detection  # noqa: PLC0415
+    return experiments, detection
+
+
+def _our_names(tiny: bool | None = None) -> list:
+    return [name for suite in _our_suites() for name in suite.experiment_names(tiny=tiny)]
+
+
 def _registry():
     from official.core import exp_factory  # noqa: PLC0415 - heavy imports after flag parsing
 
-    import evonorm.vision.experiments  # noqa: F401, PLC0415 - registers our experiments
+    _our_suites()  # registers our experiments
     return exp_factory._REGISTERED_CONFIGS  # noqa: SLF001 - the registry is a plain dict
 
 
@@ -74,17 +85,20 @@ def list_experiments() -> tuple[list, list]:
     """(ours, Model Garden's) registered experiment names."""
     import official.vision.registry_imports  # noqa: F401, PLC0415 - registers Model Garden's experiments
 
-    from evonorm.vision import experiments  # noqa: PLC0415
-    ours = experiments.experiment_names()
+    ours = _our_names()
     return ours, sorted(name for name in _registry() if name not in set(ours))
 
 
 def _print_experiments() -> None:
-    from evonorm.vision import experiments  # noqa: PLC0415
-
-    ours, theirs = list_experiments()
-    print("evonorm experiments (paper settings; <name>_tiny = a few CPU steps on Fashion-MNIST):")
-    for name in experiments.experiment_names(tiny=False):
+    classification, detection = _our_suites()
+    _, theirs = list_experiments()
+    print("evonorm classification experiments (paper Tables 3, 4, 7; <name>_tiny = a few CPU steps on "
+          "Fashion-MNIST):")
+    for name in classification.experiment_names(tiny=False):
+        print(f"  {name}  (+ {name}_tiny)")
+    print("evonorm detection experiments (paper Table 5, Mask R-CNN on COCO; <name>_tiny = CPU twin on the "
+          "offline COCO-format sample):")
+    for name in detection.experiment_names(tiny=False):
         print(f"  {name}  (+ {name}_tiny)")
     print("Model Garden experiments:")
     for name in theirs:
@@ -95,12 +109,10 @@ def build_params(fv: flags.FlagValues):
     """The locked ExperimentConfig from --experiment, --config_file, --params_override and runtime flags."""
     registry = _registry()
     if fv.experiment not in registry:
-        from evonorm.vision import experiments  # noqa: PLC0415
-
         import official.vision.registry_imports  # noqa: F401, PLC0415 - maybe one of Model Garden's
         if fv.experiment not in registry:
             raise TrainError(f"unknown experiment {fv.experiment!r}. Ours: "
-                             f"{', '.join(experiments.experiment_names(tiny=False))} (each also as "
+                             f"{', '.join(_our_names(tiny=False))} (each also as "
                              f"<name>_tiny); --list_experiments prints every registered one.")
     from official.core import exp_factory  # noqa: PLC0415
     from official.modeling import hyperparams  # noqa: PLC0415
@@ -150,23 +162,39 @@ def build_strategy(runtime, fv: flags.FlagValues):
         raise TrainError(str(err)) from err
 
 
+def _local_datasets():
+    """(folder, is_prepared, prepare, errors) of the offline datasets evonorm-train can write itself."""
+    from evonorm.data import coco, coco_sample, fashion_mnist, records  # noqa: PLC0415
+
+    return [(records.default_dir(), records.is_prepared, records.prepare_fashion_mnist,
+             (fashion_mnist.FashionMNISTNotFoundError, fashion_mnist.FashionMNISTFormatError)),
+            (coco_sample.default_dir(), coco_sample.is_built, coco_sample.build_sample,
+             (coco.CocoDataError,))]
+
+
 def prepare_inputs(params, mode: str, prepare_data: bool) -> None:
-    """Writes missing Fashion-MNIST records (when allowed), then checks every input the mode reads."""
-    from evonorm.data import fashion_mnist, records  # noqa: PLC0415
+    """Writes missing offline records (Fashion-MNIST, the COCO sample) when allowed, then checks every
+    input the mode reads."""
     from evonorm.vision.classification_task import DataNotFoundError, check_data  # noqa: PLC0415
+    from evonorm.vision.detection import task as detection  # noqa: PLC0415
 
     used = ([params.task.train_data] if "train" in mode else []) + (
         [params.task.validation_data] if "eval" in mode else [])
-    ours = os.path.join(records.default_dir(), "")
-    if prepare_data and any(str(d.input_path).startswith(ours) for d in used) and not records.is_prepared():
-        logging.info("Writing the Fashion-MNIST records to %s (once).", ours)
-        try:
-            records.prepare_fashion_mnist()
-        except (fashion_mnist.FashionMNISTNotFoundError, fashion_mnist.FashionMNISTFormatError) as err:
-            raise TrainError(str(err)) from err
+    for folder, is_prepared, prepare, errors in _local_datasets():
+        ours = os.path.join(folder, "")
+        if prepare_data and any(str(d.input_path).startswith(ours) for d in used) and not is_prepared():
+            logging.info("Writing the offline records to %s (once).", ours)
+            try:
+                prepare()
+            except errors as err:
+                raise TrainError(str(err)) from err
+    is_detection = isinstance(params.task, detection.EvoNormMaskRCNNTask)
     for data in used:
         try:
-            check_data(data)
+            if is_detection:
+                check_data(data, detection.DETECTION_RECORDS, detection.PREPARE_HINT)
+            else:
+                check_data(data)
         except DataNotFoundError as err:
             raise TrainError(str(err)) from err
 
