@@ -51,6 +51,8 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer("train_steps", None, "train this many steps, stretching the learning-rate "
                          "and warmup schedules to match (plain trainer.train_steps does not)",
                          flag_values=fv)
+    flags.DEFINE_integer("seed", None, "seed of Python, NumPy and TensorFlow (weight init, data order, "
+                         "augmentation) for repeated runs; unset: not seeded", flag_values=fv)
     distribute.define_flags(fv)
     flags.DEFINE_bool("prepare_data", True, "write the Fashion-MNIST records of _tiny experiments from "
                       "the local IDX files when missing (no download)", flag_values=fv)
@@ -230,6 +232,10 @@ def train(fv: flags.FlagValues) -> dict:
         return lambda output: logs[kind].update(
             {k: float(v) for k, v in output.items() if getattr(v, "shape", ()) == ()})
 
+    if fv.seed is not None:
+        import tf_keras  # noqa: PLC0415
+
+        tf_keras.utils.set_random_seed(fv.seed)
     start = time.time()
     with strategy.scope():
         task = task_factory.get_task(params.task, logging_dir=fv.model_dir)
@@ -247,7 +253,7 @@ def train(fv: flags.FlagValues) -> dict:
     finally:
         if runner is not None:
             runner.cleanup()
-    summary = {"experiment": fv.experiment, "mode": fv.mode,
+    summary = {"experiment": fv.experiment, "mode": fv.mode, "seed": fv.seed,
                "checkpoint_step": int(runner.trainer.global_step.numpy()),
                "replicas": strategy.num_replicas_in_sync, "worker": distribute.worker_label(strategy),
                "chief": chief, "inputs": inputs.pipelines, "wall_s": round(time.time() - start, 1),
