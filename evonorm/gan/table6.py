@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from evonorm import summaries
 from evonorm.gan import configs
 
 LAYER_NAMES = {"bn_relu": "BN-ReLU", "evonorm_b0": "EvoNorm-B0", "gn_relu": "GN-ReLU", "ln_relu": "LayerNorm-ReLU",
@@ -131,17 +132,8 @@ def markdown(table: dict, seeds, command: str, machine: str, feature_network: st
 
 
 def scalar_series(workdir: str, tag: str):
-    """(steps, values) of a scalar summary in ``workdir/tensorboard`` (sorted by step, last write wins)."""
-    import tensorflow as tf  # noqa: PLC0415
-
-    points = {}
-    for path in sorted(glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.tag == tag:
-                    points[event.step] = float(tf.make_ndarray(value.tensor))
-    steps = sorted(points)
-    return steps, [points[s] for s in steps]
+    """(steps, values) of a scalar summary in ``workdir/tensorboard`` (see :func:`evonorm.summaries.scalar_series`)."""
+    return summaries.scalar_series(os.path.join(workdir, "tensorboard"), tag)
 
 
 def plot(table: dict, seeds, out: str) -> None:

@@ -210,15 +210,16 @@ def count_madds(model, inputs=None, call_kwargs=None, freeze: bool = True) -> MA
     return MAddsReport(by_layer, dict(sorted(by_type.items(), key=lambda kv: -kv[1])), uncounted)
 
 
-def count_experiment(params, input_size=None) -> MAddsReport:
-    """MAdds of the model of a Model Garden ``ExperimentConfig`` (its task's ``build_model()``), at
-    ``input_size`` (``[h, w, c]``; default: ``task.model.input_size``). Mask R-CNN-style models, called
-    as ``model(images, image_shape)``, get an ``image_shape`` input too."""
+def count_experiment(params, input_size=None, model=None) -> MAddsReport:
+    """MAdds of the model of a Model Garden ``ExperimentConfig`` (its task's ``build_model()``, or
+    ``model`` when given), at ``input_size`` (``[h, w, c]``; default: ``task.model.input_size``). Mask
+    R-CNN-style models, called as ``model(images, image_shape)``, get an ``image_shape`` input too."""
     from official.core import task_factory  # noqa: PLC0415 - heavy, only when counting experiments
 
     if input_size is not None:
         params.override({"task": {"model": {"input_size": list(input_size)}}}, is_strict=True)
-    model = task_factory.get_task(params.task).build_model()
+    if model is None:
+        model = task_factory.get_task(params.task).build_model()
     if getattr(model, "inputs", None):
         return count_madds(model)
     images = tf.TensorSpec([1, *params.task.model.input_size], tf.float32)
