@@ -194,7 +194,7 @@ def prepare_inputs(params, mode: str, prepare_data: bool) -> None:
     for data in used:
         try:
             if is_detection:
-                check_data(data, detection.DETECTION_RECORDS, detection.PREPARE_HINT)
+                detection.check_detection_data(params.task, data)
             else:
                 check_data(data)
         except DataNotFoundError as err:

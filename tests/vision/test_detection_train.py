@@ -74,3 +74,10 @@ def test_tiny_twin_trains_evaluates_ap_and_resumes(tmp_path):
     second = run("--mode=train", "--train_steps=4", "--params_override=trainer.train_steps=5,"
                  "trainer.steps_per_loop=1,trainer.checkpoint_interval=1")
     assert second["checkpoint_step"] == 5  # resumed from step 4, trained one more
+
+
+def test_tfds_coco_without_masks_is_refused_for_mask_rcnn(capsys, tmp_path):
+    code, _, err = call([f"--experiment={TINY}", f"--model_dir={tmp_path / 'm'}", "--noprepare_data",
+                         "--params_override=task.train_data.tfds_name=coco/2017,task.train_data.input_path=''"],
+                        capsys)
+    assert code == 1 and "has no instance masks" in err and "include_mask=false" in err

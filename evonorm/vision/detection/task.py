@@ -33,8 +33,7 @@ from evonorm.vision.detection.maskrcnn import build_maskrcnn
 DETECTION_RECORDS = "Model Garden detection TFRecords with instance masks"
 PREPARE_HINT = ("Write them with `python scripts/prepare_coco.py --annotation_file=instances.json "
                 "--image_dir=IMAGES --output_prefix=OUT/train` (COCO-format JSON with masks), or the "
-                "offline sample with `python scripts/prepare_coco.py --sample`; or use TFDS by setting "
-                "tfds_name='coco/2017' and tfds_data_dir.")
+                "offline sample with `python scripts/prepare_coco.py --sample`.")
 
 
 @dataclasses.dataclass
@@ -69,6 +68,17 @@ class EvoNormMaskRCNNTask(mg_maskrcnn.MaskRCNNTask):
     init_checkpoint: str = ""  # Model Garden's experiments point at cloud paths; never by default
 
 
+def check_detection_data(task_config: EvoNormMaskRCNNTask, data_config) -> None:
+    """Raises :class:`DataNotFoundError` unless ``data_config`` can feed this task (records or TFDS data
+    exist, and carry instance masks when the model has a mask head); the message says what to do."""
+    if data_config.tfds_name and task_config.model.include_mask:
+        raise DataNotFoundError(
+            f"TFDS {data_config.tfds_name!r} has no instance masks (Model Garden's TFDS decoders give boxes "
+            f"only), so it cannot train or evaluate Mask R-CNN: set task.model.include_mask=false for "
+            f"box-only training, or use records. {PREPARE_HINT}")
+    check_data(data_config, DETECTION_RECORDS, PREPARE_HINT)
+
+
 @task_factory.register_task_cls(EvoNormMaskRCNNTask)
 class MaskRCNNTask(mg_task.MaskRCNNTask):
     """Model Garden's MaskRCNNTask with the seam model and data checks."""
@@ -88,7 +98,7 @@ class MaskRCNNTask(mg_task.MaskRCNNTask):
         return model
 
     def build_inputs(self, params, input_context=None, dataset_fn=None):
-        check_data(params, DETECTION_RECORDS, PREPARE_HINT)
+        check_detection_data(self.task_config, params)
         return super().build_inputs(params, input_context=input_context, dataset_fn=dataset_fn)
 
     def _build_coco_metrics(self):
