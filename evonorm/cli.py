@@ -32,3 +32,20 @@ def run_reporting(prog: str, fn, fv, errors) -> None:
     except errors as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+def table_command(out: str, report_only: bool, argv=None) -> str:
+    """The command line a results table records: this one (kept in ``out/command.txt``) when training,
+    or, with ``report_only``, the training command recorded earlier (this one if none was)."""
+    import os  # noqa: PLC0415
+
+    command = " ".join(["python"] + list(sys.argv if argv is None else argv))
+    record = os.path.join(out, "command.txt")
+    os.makedirs(out, exist_ok=True)
+    if not report_only:
+        with open(record, "w", encoding="utf-8") as f:
+            f.write(command + "\n")
+    elif os.path.exists(record):
+        with open(record, encoding="utf-8") as f:
+            command = f.read().strip()
+    return command

@@ -8,10 +8,10 @@ Not COCO: the offline 4-image sample, evaluated on the same images (see detectio
 """
 
 import os
-import sys
 
 from absl import app, flags
 
+from evonorm import cli
 from evonorm.vision.detection import tiny_table
 
 FLAGS = flags.FLAGS
@@ -26,15 +26,9 @@ flags.DEFINE_bool("report_only", False, "Only rewrite the table and plots from e
 def main(argv):
     del argv
     seeds = [int(s) for s in FLAGS.seeds]
-    os.makedirs(FLAGS.out, exist_ok=True)
-    command = " ".join(["python"] + sys.argv)
-    record = os.path.join(FLAGS.out, "command.txt")  # the training command, kept for --report_only reruns
+    command = cli.table_command(FLAGS.out, FLAGS.report_only)
     if not FLAGS.report_only:
-        with open(record, "w", encoding="utf-8") as f:
-            f.write(command + "\n")
         tiny_table.run_all(FLAGS.layers, seeds, FLAGS.out, FLAGS.steps, FLAGS.eval_every)
-    elif os.path.exists(record):
-        command = open(record, encoding="utf-8").read().strip()
     tiny_table.report(FLAGS.layers, seeds, FLAGS.out, command, FLAGS.steps, FLAGS.eval_every)
     print(open(os.path.join(FLAGS.out, "table.md"), encoding="utf-8").read())
 

@@ -8,10 +8,10 @@ Interrupt it at any time: a rerun skips finished runs and resumes the unfinished
 """
 
 import os
-import sys
 
 from absl import app, flags
 
+from evonorm import cli
 from evonorm.gan import configs, table6
 
 FLAGS = flags.FLAGS
@@ -25,15 +25,9 @@ flags.DEFINE_bool("report_only", False, "Only rewrite the table and plots from e
 def main(argv):
     del argv
     seeds = [int(s) for s in FLAGS.seeds]
-    os.makedirs(FLAGS.out, exist_ok=True)
-    command = " ".join(["python"] + sys.argv)
-    record = os.path.join(FLAGS.out, "command.txt")  # the training command, kept for --report_only reruns
+    command = cli.table_command(FLAGS.out, FLAGS.report_only)
     if not FLAGS.report_only:
-        with open(record, "w", encoding="utf-8") as f:
-            f.write(command + "\n")
         table6.run_all(FLAGS.layers, seeds, FLAGS.out, FLAGS.config_override)
-    elif os.path.exists(record):
-        command = open(record, encoding="utf-8").read().strip()
     table6.report(FLAGS.layers, seeds, FLAGS.out, command)
     print(open(os.path.join(FLAGS.out, "table6.md"), encoding="utf-8").read())
 

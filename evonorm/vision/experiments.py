@@ -27,13 +27,13 @@ from __future__ import annotations
 import dataclasses
 
 from official.core import config_definitions as cfg
-from official.core import exp_factory
 from official.modeling import optimization
 from official.vision.configs import common
 from official.vision.configs import image_classification as mg_cls
 
 from evonorm.data import records
 from evonorm.vision import model_garden as mg
+from evonorm.vision import registration
 from evonorm.vision.classification_task import EvoNormClassificationModel, EvoNormClassificationTaskConfig
 from evonorm.vision.paper_results import PAPER_RESULTS
 
@@ -240,12 +240,6 @@ def rescale_schedule(params: cfg.ExperimentConfig, train_steps: int) -> cfg.Expe
     return params
 
 
-def command(name: str, model_dir: str | None = None) -> str:
-    """The shell command that runs experiment ``name`` (train and eval)."""
-    model_dir = model_dir or f"/tmp/evonorm/{name}"
-    return f"evonorm-train --experiment={name} --mode=train_and_eval --model_dir={model_dir}"
-
-
 def _factory(name: str, tiny: bool):
     arch, recipe, norm_act, batch, _ = EXPERIMENTS[name]
 
@@ -259,7 +253,7 @@ def _factory(name: str, tiny: bool):
     factory.__qualname__ = full
     factory.__doc__ = (f"{scope}{name}: {arch.key} {arch.full if not tiny else arch.tiny}, "
                        f"{recipe.epochs} epochs, batch {batch or recipe.batch_size}, {recipe.schedule} "
-                       f"schedule, default norm-act {norm_act}.\n\nCommand:\n    {command(full)}\n"
+                       f"schedule, default norm-act {norm_act}.\n\nCommand:\n    {registration.command(full)}\n"
                        + ("" if tiny else f"\nPaper (ImageNet top-1 %): {paper_numbers(name)}\n"))
     return factory
 
@@ -280,25 +274,18 @@ def markdown_table() -> str:
     """The README table: experiment, default layer, command, and the paper's numbers beside it."""
     rows = ["| experiment | default layer | command | paper ImageNet top-1 % |", "|---|---|---|---|"]
     for name, (_, _, norm_act, _, _) in EXPERIMENTS.items():
-        rows.append(f"| `{name}` | {norm_act} | `{command(name)}` | {paper_numbers(name)} |")
+        rows.append(f"| `{name}` | {norm_act} | `{registration.command(name)}` | {paper_numbers(name)} |")
     return "\n".join(rows)
 
 
 def experiment_names(tiny: bool | None = None) -> list:
     """Our registered experiment names (both kinds by default; ``tiny=True``: twins only)."""
-    base = list(EXPERIMENTS)
-    if tiny is None:
-        return base + [n + "_tiny" for n in base]
-    return [n + "_tiny" for n in base] if tiny else base
+    return registration.with_twins(EXPERIMENTS, tiny)
 
 
 def register_experiments() -> None:
-    """Registers every experiment and its tiny twin; already registered names are left alone."""
-    for name in EXPERIMENTS:
-        for tiny in (False, True):
-            full = name + ("_tiny" if tiny else "")
-            if full not in exp_factory._REGISTERED_CONFIGS:  # noqa: SLF001 - a re-import must not raise
-                exp_factory.register_config_factory(full)(_factory(name, tiny))
+    """Registers every experiment and its tiny twin (idempotent)."""
+    registration.register_with_twins(EXPERIMENTS, _factory)
 
 
 register_experiments()

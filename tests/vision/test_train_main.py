@@ -6,27 +6,15 @@ import os
 import pytest
 
 from evonorm.data import records
-from evonorm.vision import train_main
 
 from train_helpers import data_yaml  # noqa: F401 - a fixture
-from train_helpers import FAST, TINY, needs_fashion_mnist, run_cli, summary_of
+from train_helpers import FAST, TINY, call_main, needs_fashion_mnist, run_cli, summary_of
 
 pytestmark = needs_fashion_mnist
 
 
-def call(argv, capsys):
-    """Runs the driver in this process; returns (exit code, stdout, stderr)."""
-    try:
-        train_main.main(train_main.parse_flags(["evonorm-train"] + argv))
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_list_experiments_includes_ours_and_model_gardens(capsys):
-    code, out, _ = call(["--list_experiments"], capsys)
+    code, out, _ = call_main(["--list_experiments"], capsys)
     assert code == 0
     assert "evonorm_resnet50_imagenet  (+ evonorm_resnet50_imagenet_tiny)" in out
     assert "evonorm_mobilenetv2_bs128_imagenet" in out and "resnet_imagenet" in out
@@ -49,14 +37,14 @@ def test_list_experiments_includes_ours_and_model_gardens(capsys):
 ])
 def test_bad_requests_fail_fast_with_one_clear_line(argv, message, capsys, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    code, _, err = call(argv, capsys)
+    code, _, err = call_main(argv, capsys)
     assert code == 1
     assert err.startswith("evonorm-train: error: ") and message in err
 
 
 def test_missing_records_without_preparation_say_how_to_get_them(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(records.ENV_VAR, str(tmp_path))
-    code, _, err = call(["--experiment=" + TINY, f"--model_dir={tmp_path / 'm'}", "--noprepare_data"], capsys)
+    code, _, err = call_main(["--experiment=" + TINY, f"--model_dir={tmp_path / 'm'}", "--noprepare_data"], capsys)
     assert code == 1 and "python -m evonorm.data.records" in err
     assert not os.path.exists(tmp_path / "m")
 

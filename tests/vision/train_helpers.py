@@ -51,3 +51,16 @@ def run_cli(*args, timeout=240):
 def summary_of(result):
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def call_main(argv, capsys):
+    """Runs evonorm-train in this process; returns (exit code, stdout, stderr)."""
+    from evonorm.vision import train_main  # noqa: PLC0415
+
+    try:
+        train_main.main(train_main.parse_flags(["evonorm-train"] + argv))
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -25,10 +25,10 @@ from __future__ import annotations
 import dataclasses
 
 from official.core import config_definitions as cfg
-from official.core import exp_factory
 from official.vision.configs import maskrcnn as mg_maskrcnn
 
 from evonorm.vision import model_garden as mg
+from evonorm.vision import registration
 from evonorm.vision.detection.paper_results import LAYERS, paper_row
 from evonorm.vision.detection.task import Decoder, EvoNormMaskRCNNTask
 
@@ -148,11 +148,6 @@ def experiment_name(arch: DetectionArch, norm_act: str, tiny: bool = False) -> s
 EXPERIMENTS = {experiment_name(arch, layer): (arch, layer) for arch in ARCHS for layer in LAYERS}
 
 
-def command(name: str, model_dir: str | None = None) -> str:
-    """The shell command that runs experiment ``name`` (train and eval)."""
-    return f"evonorm-train --experiment={name} --mode=train_and_eval --model_dir={model_dir or '/tmp/' + name}"
-
-
 def paper_numbers(name: str) -> str:
     """Table 5's APbox / APmask (AP50/AP75 where printed) of experiment ``name``, or why there are none."""
     arch, layer = EXPERIMENTS[name.removesuffix("_tiny")]
@@ -171,16 +166,13 @@ def markdown_table() -> str:
     """The detection README table: experiment, command, and Table 5's numbers beside it."""
     rows = ["| experiment | command | paper COCO val2017 |", "|---|---|---|"]
     for name in EXPERIMENTS:
-        rows.append(f"| `{name}` | `{command(name)}` | {paper_numbers(name)} |")
+        rows.append(f"| `{name}` | `{registration.command(name)}` | {paper_numbers(name)} |")
     return "\n".join(rows)
 
 
 def experiment_names(tiny: bool | None = None) -> list:
     """Our registered detection experiment names (both kinds by default; ``tiny=True``: twins only)."""
-    base = list(EXPERIMENTS)
-    if tiny is None:
-        return base + [n + "_tiny" for n in base]
-    return [n + "_tiny" for n in base] if tiny else base
+    return registration.with_twins(EXPERIMENTS, tiny)
 
 
 def _factory(name: str, tiny: bool):
@@ -193,18 +185,14 @@ def _factory(name: str, tiny: bool):
     factory.__name__ = factory.__qualname__ = full
     scope = ("Tiny CPU twin on the offline COCO-format sample (wiring check, not COCO) of "
              if tiny else "Table 5 setting ")
-    factory.__doc__ = (f"{scope}Mask R-CNN {arch.key} with {layer}.\n\nCommand:\n    {command(full)}\n"
+    factory.__doc__ = (f"{scope}Mask R-CNN {arch.key} with {layer}.\n\nCommand:\n    {registration.command(full)}\n"
                        + ("" if tiny else f"\nPaper: {paper_numbers(name)}\n"))
     return factory
 
 
 def register_experiments() -> None:
-    """Registers every experiment and its tiny twin; already registered names are left alone."""
-    for name in EXPERIMENTS:
-        for tiny in (False, True):
-            full = name + ("_tiny" if tiny else "")
-            if full not in exp_factory._REGISTERED_CONFIGS:  # noqa: SLF001 - a re-import must not raise
-                exp_factory.register_config_factory(full)(_factory(name, tiny))
+    """Registers every experiment and its tiny twin (idempotent)."""
+    registration.register_with_twins(EXPERIMENTS, _factory)
 
 
 register_experiments()
