@@ -70,3 +70,33 @@ def test_tfds_coco_without_masks_is_refused_for_mask_rcnn(capsys, tmp_path):
                          "--params_override=task.train_data.tfds_name=coco/2017,task.train_data.input_path=''"],
                         capsys)
     assert code == 1 and "has no instance masks" in err and "include_mask=false" in err
+
+
+@pytest.mark.parametrize("name", experiments.experiment_names())
+def test_every_experiment_config_validates(name):
+    from official.core import exp_factory  # noqa: PLC0415
+
+    params = exp_factory.get_exp_config(name)
+    params.validate()
+    model = params.task.model
+    assert model.norm_activation.type in name and not params.task.init_checkpoint
+    if name.endswith("_tiny"):
+        assert params.task.train_data.input_path == coco_sample.sample_paths()["train_pattern"]
+        assert params.runtime.mixed_precision_dtype == "float32" and model.input_size == [256, 256, 3]
+    else:
+        assert model.input_size[0] == (640 if "spinenet49" in name else 1024)
+        assert params.task.train_data.global_batch_size == 256
+
+
+def test_fpn_no_act_mode_reaches_the_decoder():
+    from official.core import exp_factory  # noqa: PLC0415
+    from official.vision.modeling.decoders import factory  # noqa: PLC0415
+
+    import tensorflow as tf  # noqa: PLC0415
+
+    params = exp_factory.get_exp_config("evonorm_maskrcnn_r50fpn_coco_evonorm_b0_tiny")
+    params.task.model.norm_activation.no_act_mode = "affine"
+    specs = {str(level): tf.TensorShape([None, 2 ** (8 - level), 2 ** (8 - level), 16]) for level in range(2, 6)}
+    decoder = factory.build_decoder(specs, params.task.model)
+    norms = [layer for layer in decoder.layers if layer.name.startswith("norm_")]
+    assert len(norms) == 5 and all(n.no_act_mode == "affine" and not n.apply_act for n in norms)
