@@ -45,19 +45,29 @@ def machine_description() -> str:
     return f"{cpu}, {os.cpu_count()} cores, TF {tf.__version__}, Python {platform.python_version()}"
 
 
-def _variant(name: str):
-    """'evonorm_s0(tf)' -> ('evonorm_s0', False): the layer and whether fused kernels are allowed."""
+def variant(name: str):
+    """The shared row-name rule of the benchmarks: ``'evonorm_s0(tf)'`` -> ``('evonorm_s0', False)``.
+
+    Returns:
+      (layer registry name, whether the fused CPU kernels are allowed).
+    """
     if name.endswith("(tf)"):
         return name[:-4], False
     return name, True
 
 
-def _trace(fn, fused: bool):
-    """Calls ``fn`` once (tracing it) with the fused kernels allowed or not."""
+def trace(fn, fused: bool):
+    """Calls ``fn`` once (tracing it) with the fused kernels allowed or not; returns its result.
+
+    A ``tf.function`` keeps the choice made while it was traced, so later calls need no context.
+    """
     if fused:
         return fn()
     with kernels.disabled():
         return fn()
+
+
+_trace = trace  # for model_step_fn, whose ``trace`` flag (public keyword) shadows the function
 
 
 def time_interleaved(fns: dict, rounds: int, reps: int) -> dict:
@@ -76,7 +86,7 @@ def layer_step_fn(name: str, shape, groups: int = 8):
     """A traced fwd+bwd function of one layer (or Keras BN-ReLU for ``KERAS_BN``) on a fixed input."""
     x = tf.Variable(tf.random.normal(shape) * 2.0 + 0.5)
     w = tf.random.normal(shape)
-    base, fused = _variant(name)
+    base, fused = variant(name)
     if base == KERAS_BN:
         bn = tf_keras.layers.BatchNormalization(epsilon=1e-5)
 
@@ -96,7 +106,7 @@ def layer_step_fn(name: str, shape, groups: int = 8):
         grads = tape.gradient(loss, [x] + list(variables))
         return tf.add_n([tf.reduce_sum(g) for g in grads])
 
-    _trace(step, fused)
+    trace(step, fused)
     return step
 
 
@@ -112,7 +122,7 @@ def model_step_fn(name: str, depth: int, batch: int, seed: int = 0, trace: bool 
     """A traced SGD training step of a pre-activation ResNet-``depth`` with layer ``name``."""
     from evonorm.vision.cifar_resnet import build_preact_resnet  # noqa: PLC0415
 
-    base, fused = _variant(name)
+    base, fused = variant(name)
     tf_keras.utils.set_random_seed(seed)
     model = build_preact_resnet(depth=depth, norm_act=base, input_shape=(32, 32, 3), num_classes=10)
     opt = tf_keras.optimizers.SGD(0.01, momentum=0.9)

@@ -36,7 +36,7 @@ def model_config(layer: str, ch: int | None = None) -> biggan.BigGANConfig:
 
 def gan_step_fn(layer: str, batch: int, ch: int | None = None, seed: int = 0):
     """(traced step function, seconds of its first call) for one D + one G update with ``layer`` in G."""
-    base, fused = benchmark._variant(layer)  # noqa: SLF001 - the shared '(tf)' naming rule
+    base, fused = benchmark.variant(layer)  # the shared '(tf)' naming rule
     cfg = model_config(base, ch)
     tf_keras.utils.set_random_seed(seed)
     g, d = biggan.Generator(cfg), biggan.Discriminator(cfg)
@@ -61,7 +61,7 @@ def gan_step_fn(layer: str, batch: int, ch: int | None = None, seed: int = 0):
         return d_loss + g_loss
 
     start = time.perf_counter()
-    np.asarray(benchmark._trace(step, fused))  # noqa: SLF001
+    np.asarray(benchmark.trace(step, fused))
     return step, time.perf_counter() - start
 
 

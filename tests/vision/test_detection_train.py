@@ -100,3 +100,25 @@ def test_fpn_no_act_mode_reaches_the_decoder():
     decoder = factory.build_decoder(specs, params.task.model)
     norms = [layer for layer in decoder.layers if layer.name.startswith("norm_")]
     assert len(norms) == 5 and all(n.no_act_mode == "affine" and not n.apply_act for n in norms)
+
+
+def test_detection_readme_lists_every_experiment_with_its_command_and_paper_numbers():
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "detection", "README.md"),
+                  encoding="utf-8").read()
+    assert experiments.markdown_table() in readme
+
+
+@needs_sample
+@pytest.mark.slow
+def test_tiny_twin_trains_on_two_replicas_with_synchronized_statistics(tmp_path):
+    import subprocess  # noqa: PLC0415
+
+    result = subprocess.run(
+        command() + ["--experiment=evonorm_maskrcnn_r50fpn_coco_evonorm_b0_tiny", f"--model_dir={tmp_path / 'm'}",
+                     "--strategy=mirrored", "--num_cpu_replicas=2", "--train_steps=4", "--mode=train",
+                     "--params_override=task.model.norm_activation.use_sync_bn=true"],
+        capture_output=True, text=True, timeout=900, env=cli_env(EVONORM_RECORDS_DIR=str(tmp_path / "records")))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["replicas"] == 2 and summary["checkpoint_step"] == 4
+    assert summary["inputs"][0]["batch_shape"] == [1]  # the global batch of 2 split over the replicas
