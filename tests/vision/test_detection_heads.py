@@ -186,3 +186,15 @@ def test_fc_norm_bn_relu_is_batchnorm_over_batch_and_rois():
 def test_seam_head_rejects_unknown_heads():
     with pytest.raises(TypeError, match="no seam version"):
         heads.seam_head(tf_keras.layers.Dense(3), "bn_relu")
+
+
+def test_decoder_and_experiment_registration_survive_reload():
+    import importlib  # noqa: PLC0415
+
+    from official.vision.modeling.decoders import factory  # noqa: PLC0415
+
+    from evonorm.vision.detection import experiments  # noqa: PLC0415
+
+    importlib.reload(fpn)
+    importlib.reload(experiments)
+    assert factory._REGISTERED_DECODER_CLS["evonorm_fpn"].__qualname__ == "build_evonorm_fpn"  # noqa: SLF001
