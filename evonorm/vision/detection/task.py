@@ -26,6 +26,7 @@ from official.vision.configs import decoders as mg_decoders
 from official.vision.configs import maskrcnn as mg_maskrcnn
 from official.vision.tasks import maskrcnn as mg_task
 
+from evonorm.data import coco
 from evonorm.vision import model_garden as mg
 from evonorm.vision.classification_task import DataNotFoundError, check_data
 from evonorm.vision.detection.maskrcnn import build_maskrcnn
@@ -72,10 +73,8 @@ def check_detection_data(task_config: EvoNormMaskRCNNTask, data_config) -> None:
     """Raises :class:`DataNotFoundError` unless ``data_config`` can feed this task (records or TFDS data
     exist, and carry instance masks when the model has a mask head); the message says what to do."""
     if data_config.tfds_name and task_config.model.include_mask:
-        raise DataNotFoundError(
-            f"TFDS {data_config.tfds_name!r} has no instance masks (Model Garden's TFDS decoders give boxes "
-            f"only), so it cannot train or evaluate Mask R-CNN: set task.model.include_mask=false for "
-            f"box-only training, or use records. {PREPARE_HINT}")
+        raise DataNotFoundError(f"task data tfds_name={data_config.tfds_name!r}: {coco.tfds_message()} "
+                                f"Or set task.model.include_mask=false to train box-only.")
     check_data(data_config, DETECTION_RECORDS, PREPARE_HINT)
 
 
