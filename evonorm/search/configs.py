@@ -3,16 +3,35 @@
 Each config is a :class:`SearchConfig`; ``evonorm-search --config=NAME`` picks one and command-line
 flags override single fields (``--budget``, ``--workers``, ...). Times below were measured on this
 project's shared 2-core CPU (see ``official/results/search/``).
+
+:meth:`SearchConfig.scoring_settings` names the settings a candidate's outcome depends on; a search
+is only resumed with the same ones (``evonorm-search`` stores them in the database).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING, Any
 
-from evonorm.search.evaluator import EvaluatorConfig
 from evonorm.search.evolution import check_min_population
 
-__all__ = ["SearchConfig", "CONFIGS", "get_config", "tiny", "default", "paper"]
+if TYPE_CHECKING:
+    from evonorm.search.evaluator import EvaluatorConfig
+
+# The evaluator module imports TensorFlow (through the proxies); it is imported where a config is
+# built, so that importing this module -- and ``evonorm-search`` before it builds its config -- stays
+# cheap, and a broken database is reported before TensorFlow's start-up.
+
+__all__ = ["SearchConfig", "CONFIGS", "get_config", "tiny", "default", "paper", "UNSCORED_EVALUATOR_FIELDS",
+           "scoring_defaults"]
+
+# EvaluatorConfig fields that do not change any result: where the data files lie (the data set is
+# ``data``, and moved files must still resume) and TensorFlow's threads per worker (speed only, like
+# ``workers``).
+UNSCORED_EVALUATOR_FIELDS = ("data_dir", "threads")
+# SearchConfig fields beside the evaluator's that decide outcomes: ``allow_batch_ops`` rejects
+# candidates ('batch_ops') and both it and ``max_nodes`` change the graphs proposed.
+_SCORED_SEARCH_FIELDS = ("allow_batch_ops", "max_nodes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +74,22 @@ class SearchConfig:
     def __post_init__(self):
         check_min_population(self.min_population, self.population_size)
 
+    def scoring_settings(self) -> dict[str, Any]:
+        """The settings the stored results of a search depend on, checked when it is resumed.
+
+        Every :class:`~evonorm.search.evaluator.EvaluatorConfig` field except
+        :data:`UNSCORED_EVALUATOR_FIELDS`: the proxies (``archs``), the data and its split
+        (``data``, ``validation_size``, ``val_examples``), the quality test's training and threshold,
+        the stability test, ``short_circuit`` (whether failed candidates still train the later proxies,
+        whose accuracies Figures 2-3 draw) and ``group_size``; plus ``allow_batch_ops`` and ``max_nodes``.
+        The evolution settings (seed, population, ...) are checked by
+        :mod:`evonorm.search.evolution`; budget, time limit, workers, timeout and outputs may change.
+        """
+        settings = {f.name: getattr(self.evaluator, f.name) for f in dataclasses.fields(self.evaluator)
+                    if f.name not in UNSCORED_EVALUATOR_FIELDS}
+        settings.update({name: getattr(self, name) for name in _SCORED_SEARCH_FIELDS})
+        return settings
+
     def replace(self, **changes) -> "SearchConfig":
         """A copy with some fields (or ``evaluator`` fields, given as ``evaluator__<field>``) changed."""
         ev = {k.split("__", 1)[1]: v for k, v in changes.items() if k.startswith("evaluator__")}
@@ -75,6 +110,8 @@ def tiny() -> SearchConfig:
     Command: ``evonorm-search --config=tiny --workdir=/tmp/search_tiny`` (about 1 minute on 2 cores,
     mostly TensorFlow start-up in the 2 workers).
     """
+    from evonorm.search.evaluator import EvaluatorConfig  # noqa: PLC0415
+
     return SearchConfig(
         name="tiny",
         evaluator=EvaluatorConfig(archs=(("resnet", 0.25, None),), batch_size=32, quality_steps=30,
@@ -93,6 +130,8 @@ def default() -> SearchConfig:
     Command: ``evonorm-search --config=default --workdir=runs/search`` (<= 2 h: ``max_seconds=7200``;
     a candidate passing all tests costs ~60-80 s of one core, a filtered one ~1 ms).
     """
+    from evonorm.search.evaluator import EvaluatorConfig  # noqa: PLC0415
+
     return SearchConfig(
         name="default",
         evaluator=EvaluatorConfig(archs=(("resnet", 0.5, None), ("mobilenetv2", 0.5, None),
@@ -112,6 +151,8 @@ def paper() -> SearchConfig:
     (days of CPU time; not meant for a laptop). Use ``--data=cifar10`` with a prepared TFDS copy to
     search on the paper's data.
     """
+    from evonorm.search.evaluator import EvaluatorConfig  # noqa: PLC0415
+
     return SearchConfig(
         name="paper",
         evaluator=EvaluatorConfig(val_examples=0),
@@ -120,6 +161,19 @@ def paper() -> SearchConfig:
 
 
 CONFIGS = {"tiny": tiny, "default": default, "paper": paper}
+
+
+def scoring_defaults() -> dict[str, Any]:
+    """The class defaults of the :meth:`SearchConfig.scoring_settings` fields.
+
+    They stand for fields a database written before the field existed did not store (that code
+    behaved as the default does).
+    """
+    from evonorm.search.evaluator import EvaluatorConfig  # noqa: PLC0415
+
+    fields = [f for f in dataclasses.fields(EvaluatorConfig) if f.name not in UNSCORED_EVALUATOR_FIELDS]
+    fields += [f for f in dataclasses.fields(SearchConfig) if f.name in _SCORED_SEARCH_FIELDS]
+    return {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
 
 
 def get_config(name: str) -> SearchConfig:

@@ -12,6 +12,14 @@ resumes with the same command. After the search the workdir holds ``top/`` (the 
 text/LaTeX formulas and PNG drawings), ``summary.md``, the paper's Figures 2, 3 and 6
 (``fig2_histograms.png``, ``fig3_calibration.png``, ``fig6_progress.png``) and, with
 ``--rerank_top_k``, ``rerank.md``.
+
+Before any expensive start-up the database is checked: a file that is not SQLite, or is truncated or
+damaged, ends the command at once (exit status 2, one line naming the file and what to do; the file
+is left untouched), and so does resuming with evaluator settings other than the stored ones
+(:meth:`~evonorm.search.configs.SearchConfig.scoring_settings`: the stored scores would not be
+comparable with new ones). A database written before those settings were stored gets the requested
+ones recorded, with a warning; its existing rows are assumed to come from them (its ``summary.md``
+names the proxies, steps and batch size it was run with).
 """
 
 from __future__ import annotations
@@ -73,6 +81,42 @@ def define_flags(flag_values=None):
 def build_config(config_name, **overrides) -> configs_lib.SearchConfig:
     """The named config with the non-None overrides (``evaluator__*`` for evaluator fields)."""
     return configs_lib.get_config(config_name).replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def check_resume_settings(db_path: str, config: configs_lib.SearchConfig, warn_fn=logging.warning) -> str:
+    """Records the evaluator settings of a new search in ``db_path``, or checks a resumed one's.
+
+    Cheap (no data, no workers; building ``config`` already imported TensorFlow): run before the
+    search's start-up, so a refused resume ends at once.
+
+    Args:
+      db_path: the search database.
+      config: this run's config; its :meth:`~evonorm.search.configs.SearchConfig.scoring_settings`
+        must equal the stored ones.
+      warn_fn: receives the warning for a database that predates stored evaluator settings.
+
+    Returns:
+      'new', 'same' or 'legacy', as :meth:`~evonorm.search.store.SearchStore.resume_settings`.
+
+    Raises:
+      DamagedStoreError: the database is not SQLite, or is truncated or damaged.
+      ResumeSettingsError: the stored settings differ (a ``ValueError`` saying 'cannot resume').
+    """
+    from evonorm.search.store import SearchStore  # noqa: PLC0415
+
+    settings = config.scoring_settings()
+    with SearchStore(db_path) as store:
+        state = store.resume_settings("evaluator", settings, defaults=configs_lib.scoring_defaults())
+        rows = store.count()
+    if state == "legacy":
+        # Nothing to compare with: refusing would strand every older search, so the requested
+        # settings are taken as the ones the rows came from, and said so.
+        shown = ", ".join(f"{k} {settings[k]}" for k in ("quality_steps", "batch_size", "stability_steps",
+                                                         "archs", "data"))
+        warn_fn(f"{db_path} predates stored evaluator settings: recorded this run's now ({shown}); its "
+                f"{rows} rows are assumed to come from the same settings (see its summary.md). If they do "
+                f"not, start a new search in another --workdir.")
+    return state
 
 
 def machine_description() -> str:
@@ -143,7 +187,14 @@ def write_summary(workdir, config, summary, kind, seed, data_line, machine, comm
 def run_search(config: configs_lib.SearchConfig, workdir: str, kind: str = "evolution", seed: int = 0,
                backend: str = "local", ray_address: str | None = None, compare_workdir: str | None = None,
                command: str | None = None, log_fn=logging.info):
-    """Runs or resumes the search in ``workdir`` and writes every output; returns the summary."""
+    """Runs or resumes the search in ``workdir`` and writes every output; returns the summary.
+
+    Raises:
+      DamagedStoreError: ``WORKDIR/search.db`` is not SQLite, or is truncated or damaged.
+      ValueError: 'cannot resume ...' when the stored settings differ from ``config``/``kind``/``seed``.
+    """
+    db_path = os.path.join(workdir, "search.db")
+    check_resume_settings(db_path, config)  # before the data, the workers and TensorFlow's start-up
     from evonorm.search import evolution, plots  # noqa: PLC0415
     from evonorm.search.evaluator import make_problem  # noqa: PLC0415
     from evonorm.search.executor import make_executor  # noqa: PLC0415
@@ -166,7 +217,6 @@ def run_search(config: configs_lib.SearchConfig, workdir: str, kind: str = "evol
     extra = {"address": ray_address} if backend == "ray" and ray_address else {}
     progress = ProgressReporter(budget=config.budget, objectives=problem.objectives, label=kind,
                                 interval_s=10.0, log_fn=log_fn)
-    db_path = os.path.join(workdir, "search.db")
     start = time.time()
     executor = make_executor(problem.evaluate, backend, config.workers, config.timeout_s, **extra)
     try:
@@ -195,6 +245,14 @@ def main(argv, flag_values=None):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.workdir:
         raise app.UsageError("--workdir is required")
+    from evonorm.search.store import DamagedStoreError, check_database  # noqa: PLC0415
+
+    try:
+        # First, before the config (whose evaluator imports TensorFlow): a broken file fails in a second.
+        check_database(os.path.join(FLAGS.workdir, "search.db"))
+    except DamagedStoreError as err:
+        logging.error("%s", err)
+        sys.exit(2)
     try:
         config = build_config(
             FLAGS.config, budget=FLAGS.budget, max_seconds=FLAGS.max_seconds, workers=FLAGS.workers,
@@ -215,7 +273,7 @@ def main(argv, flag_values=None):
     try:
         run_search(config, FLAGS.workdir, FLAGS.kind, FLAGS.seed, FLAGS.backend, FLAGS.ray_address,
                    FLAGS.compare_workdir, command=command)
-    except (DataNotAvailableError, FashionMNISTNotFoundError) as err:
+    except (DataNotAvailableError, FashionMNISTNotFoundError, DamagedStoreError) as err:
         logging.error("%s", err)
         sys.exit(2)
     except ValueError as err:
@@ -235,4 +293,5 @@ if __name__ == "__main__":
     run()
 
 
-__all__ = ["define_flags", "run_search", "build_config", "write_summary", "machine_description", "main", "run"]
+__all__ = ["define_flags", "run_search", "build_config", "check_resume_settings", "write_summary",
+           "machine_description", "main", "run"]

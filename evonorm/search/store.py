@@ -3,8 +3,9 @@
 One file per search (stdlib ``sqlite3``, WAL journal so analysis tools can read while the search
 writes). Tables:
 
-* ``meta(name, value)``: JSON values -- ``kind`` ('evolution' | 'random'), ``seed``, ``config``,
-  ``objectives``, ``created``.
+* ``meta(name, value)``: JSON values -- ``kind`` ('evolution' | 'random'), ``seed``, ``config``
+  (the evolution settings), ``objectives``, ``created`` and ``evaluator`` (the settings a candidate's
+  outcome depends on, see :meth:`SearchStore.resume_settings`; written by ``evonorm-search``).
 * ``candidates``: one row per finished proposal, ``id`` in completion order (the order the driver
   saw results, which is what the sliding-window population depends on). Columns: ``proposal``
   (proposal index; the proposal's RNG is derived from (seed, proposal)), ``key`` (functional
@@ -17,6 +18,10 @@ Everything the driver needs to resume -- population, dedup cache, next proposal 
 is a function of these rows, so a search killed at any moment (even SIGKILL) loses only its
 in-flight evaluations. Each row is committed on its own; with WAL and ``synchronous=NORMAL`` a
 committed row survives the death of the process.
+
+Opening a file that is not a SQLite database, or one that is truncated or otherwise damaged, raises
+:class:`DamagedStoreError` (one line naming the file and what to do) before anything is written to
+it; an empty or missing file is a new search.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pathlib
 import sqlite3
 import time
 from typing import Any, Iterator
 
-__all__ = ["Record", "SearchStore", "ACCEPTED", "REJECTED", "DUPLICATE"]
+__all__ = ["Record", "SearchStore", "ACCEPTED", "REJECTED", "DUPLICATE", "DamagedStoreError",
+           "ResumeSettingsError", "check_database"]
 
 ACCEPTED, REJECTED, DUPLICATE = "accepted", "rejected", "duplicate"
 
@@ -66,6 +73,80 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, allow_nan=False)
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26  # primary result codes (extended codes keep them in the low byte)
+_NOT_A_DB = "not a SQLite database"
+_DAMAGED = "truncated or damaged: integrity check failed"
+
+
+class DamagedStoreError(sqlite3.DatabaseError):
+    """A search database that is not SQLite or fails SQLite's integrity check; it was left untouched."""
+
+
+class ResumeSettingsError(ValueError):
+    """Resuming a search with settings other than the ones its stored results came from."""
+
+
+def _damaged(path: str, what: str, detail: str) -> DamagedStoreError:
+    return DamagedStoreError(
+        f"{path} is {what} ({detail}); the file was left untouched. Restore it from a backup, or move it "
+        f"aside and start a new search in another --workdir.")
+
+
+def _error_code(err: sqlite3.Error) -> int:
+    return (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF
+
+
+def check_database(path: str | os.PathLike) -> None:
+    """Raises :class:`DamagedStoreError` unless ``path`` is missing, empty or a sound SQLite database.
+
+    Nothing is written to the file. When no ``-wal``/``-shm``/``-journal`` file lies beside it, no
+    connection can have it open, so it is read ``immutable`` (which creates no side files either);
+    otherwise read-only through those files, which stays consistent while a search writes to it.
+    Errors other than "not a database" and "corrupt" (a lock, a permission) are left to the
+    read-write open that follows.
+
+    Args:
+      path: the database file.
+    """
+    path = os.fspath(path)
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return  # what SQLite makes of an empty file: a new database
+    with open(path, "rb") as f:
+        header = f.read(len(_SQLITE_HEADER))
+    # SQLite itself takes some files shorter than one page for empty databases and would overwrite
+    # them; no SQLite file lacks this header.
+    if header != _SQLITE_HEADER:
+        raise _damaged(path, _NOT_A_DB, f"{size} bytes without the SQLite header")
+    live = any(os.path.exists(path + suffix) for suffix in ("-wal", "-shm", "-journal"))
+    uri = pathlib.Path(path).absolute().as_uri() + ("?mode=ro" if live else "?immutable=1")
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=30)
+    except sqlite3.Error:
+        return
+    try:
+        problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+    except sqlite3.DatabaseError as err:
+        if _error_code(err) == _SQLITE_NOTADB:
+            raise _damaged(path, _NOT_A_DB, f"{size} bytes; SQLite: {err}") from err
+        if _error_code(err) == _SQLITE_CORRUPT:
+            raise _damaged(path, _DAMAGED, f"{size} bytes; SQLite: {err}") from err
+        return
+    finally:
+        db.close()
+    if problems != ["ok"]:
+        # A row may hold several newline-separated problems under a '*** in database main ***' title;
+        # the message stays on one line.
+        lines = [line.strip() for row in problems for line in str(row).splitlines()
+                 if line.strip() and not line.startswith("***")] or ["(no details)"]
+        more = f" and {len(lines) - 1} more problems" if len(lines) > 1 else ""
+        raise _damaged(path, _DAMAGED, f"{size} bytes; quick_check: {lines[0]}{more}")
+
+
 @dataclasses.dataclass
 class Record:
     """One finished proposal (see the module docstring for the meaning of each field)."""
@@ -97,17 +178,30 @@ class SearchStore:
 
     Args:
       path: database file (created with its parent directory if missing) or ':memory:'.
+
+    Raises:
+      DamagedStoreError: ``path`` is not a SQLite database, or is truncated or damaged (checked
+        read-only by :func:`check_database` before the file is opened for writing).
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         if self.path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            check_database(self.path)
         self._db = sqlite3.connect(self.path, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._db.commit()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._db.commit()
+        except sqlite3.DatabaseError as err:
+            # Damage the read-only check could not see (e.g. in the -wal file) still gets a clear message.
+            self._db.close()
+            if _error_code(err) in (_SQLITE_NOTADB, _SQLITE_CORRUPT):
+                what = _NOT_A_DB if _error_code(err) == _SQLITE_NOTADB else _DAMAGED
+                raise _damaged(self.path, what, f"SQLite: {err}") from err
+            raise
 
     # -- meta ------------------------------------------------------------------------------------
     def get_meta(self) -> dict[str, Any]:
@@ -121,6 +215,47 @@ class SearchStore:
                 "INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)",
                 [(name, _dumps(value)) for name, value in entries.items()],
             )
+
+    def resume_settings(self, name: str, requested: dict[str, Any],
+                        defaults: dict[str, Any] | None = None) -> str:
+        """Records the settings ``requested`` as meta ``name``, or refuses to resume with others.
+
+        Args:
+          name: the meta entry (e.g. 'evaluator').
+          requested: the settings of this run (JSON-serializable; compared as stored, tuples as lists).
+          defaults: values for fields an older database did not store yet (fields added later).
+
+        Returns:
+          'new' when the database holds no candidates yet (the settings are recorded, replacing any
+          earlier ones: no results would be mixed), 'same' when they match the stored ones, and
+          'legacy' when the database has candidates but no entry ``name`` (written before it
+          existed): the settings are recorded now, and the caller should warn that the existing
+          rows are assumed to come from them.
+
+        Raises:
+          ResumeSettingsError: the stored settings differ; names every differing field with its
+            stored and requested value.
+        """
+        requested = json.loads(_dumps(requested))
+        stored = self.get_meta().get(name)
+        if self.count() == 0 or not isinstance(stored, dict):
+            state = "new" if self.count() == 0 else "legacy"
+            self.set_meta(**{name: requested})
+            return state
+        defaults = json.loads(_dumps(defaults or {}))
+        missing = object()
+        diff = []
+        for field, value in requested.items():
+            old = stored.get(field, defaults.get(field, missing))
+            if old != value:
+                old = "(not stored)" if old is missing else repr(old)
+                diff.append(f"{field}: stored {old}, requested {value!r}")
+        if diff:
+            raise ResumeSettingsError(
+                f"cannot resume {self.path} with different {name} settings ({'; '.join(diff)}): its stored "
+                f"scores would not be comparable with new ones. Resume with the stored settings (the first "
+                f"run's --config and overrides), or start a new search in another --workdir.")
+        return "same"
 
     # -- candidates ------------------------------------------------------------------------------
     def add(self, record: Record) -> int:

@@ -27,6 +27,7 @@ def test_tiny_search_writes_outputs_and_resumes(tmp_path):
     with SearchStore(os.path.join(workdir, "search.db")) as store:
         first = [(r.id, r.key, r.status) for r in store.records()]
         accepted = store.count("accepted")
+        assert store.get_meta()["evaluator"]["quality_steps"] == 10  # stored for the resume check
     top_files = os.listdir(os.path.join(workdir, "top"))
     assert len([f for f in top_files if f.endswith(".png")]) == min(3, accepted)
     assert "| evaluated | accepted |" in open(os.path.join(workdir, "summary.md")).read()
@@ -73,3 +74,111 @@ def test_flags_are_defined_on_request_and_bad_values_are_usage_errors(tmp_path):
     fv(["evonorm-search", "--config=tiny", f"--workdir={tmp_path}", "--min_population=9"])
     with pytest.raises(app.UsageError, match="min_population"):
         main_lib.main(["evonorm-search"], fv)
+
+
+# -- damaged databases and changed settings: refused at once -------------------------------------------
+
+# Runs the console entry point and reports, at exit, whether TensorFlow was imported by then.
+_CLI = ("import atexit, sys; "
+        "atexit.register(lambda: print('tensorflow imported:', 'tensorflow' in sys.modules)); "
+        "from evonorm.search import main; sys.argv = ['evonorm-search'] + sys.argv[1:]; main.run()")
+
+
+def _cli(*args, timeout=120):
+    """``evonorm-search ARGS`` in a subprocess: ``(returncode, stdout + stderr, seconds)``."""
+    import subprocess
+    import sys
+    import time
+
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", _CLI, *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start
+
+
+def _sha256(path):
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _search_db(path, config, rows=300):
+    """A database as a search with ``config`` leaves it: meta, evaluator settings, candidate rows."""
+    from evonorm.search.store import Record
+
+    main_lib.check_resume_settings(path, config)
+    with SearchStore(path) as store:
+        store.set_meta(kind="evolution", seed=1, objectives=list(config.evaluator.objectives))
+        for i in range(rows):
+            store.add(Record(i, f"k{i}", {"v": [i] * 20}, {"resnet": 0.5}, None, "accepted", "random",
+                             extras={"reason": "padding " * 40}))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["random_bytes", "truncated"])
+def test_cli_fails_at_once_on_a_damaged_db_and_leaves_it_untouched(tmp_path, damage):
+    path = str(tmp_path / "search.db")
+    if damage == "random_bytes":
+        with open(path, "wb") as f:
+            f.write(os.urandom(50_000))
+        expected = "is not a SQLite database"
+    else:
+        _search_db(path, _config(12))
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+        expected = "is truncated or damaged: integrity check failed"
+    before = _sha256(path)
+    rc, output, seconds = _cli("--config=tiny", f"--workdir={tmp_path}")
+    assert rc == 2, output
+    assert f"{path} {expected}" in output and "another --workdir" in output
+    assert "Traceback" not in output and "tensorflow imported: False" in output
+    assert seconds < 5, f"took {seconds:.1f} s"
+    assert _sha256(path) == before and sorted(os.listdir(tmp_path)) == ["search.db"]
+
+
+def test_resume_with_other_evaluator_settings_is_refused_before_start_up(tmp_path, monkeypatch):
+    workdir = str(tmp_path / "run")
+    path = _search_db(os.path.join(workdir, "search.db"), _config(12))
+
+    def no_start_up(config):
+        raise AssertionError("the refusal must come before the data and the workers")
+
+    monkeypatch.setattr(main_lib, "_data_line", no_start_up)
+    changed = _config(12).replace(evaluator__quality_steps=20, evaluator__batch_size=64)
+    with pytest.raises(ValueError, match="cannot resume") as info:
+        main_lib.run_search(changed, workdir, backend="inline", seed=1)
+    message = str(info.value)
+    assert "quality_steps: stored 10, requested 20" in message
+    assert "batch_size: stored 32, requested 64" in message
+    proxies = _config(12).replace(evaluator__archs=(("resnet", 0.5, None),))
+    proxy_change = r"archs: stored \[\['resnet', 0.25, None\]\], requested \[\['resnet', 0.5, None\]\]"
+    with pytest.raises(ValueError, match=proxy_change):
+        main_lib.run_search(proxies, workdir, backend="inline", seed=1)
+    # Budget, time limit, workers, timeout and where the data lies may change on resume.
+    same = _config(30).replace(max_seconds=5.0, workers=2, timeout_s=9.0, evaluator__data_dir="/elsewhere",
+                               evaluator__threads=2)
+    assert main_lib.check_resume_settings(path, same) == "same"
+
+
+def test_old_db_without_evaluator_settings_records_them_with_a_warning(tmp_path):
+    path = _search_db(str(tmp_path / "search.db"), _config(12), rows=3)
+    with SearchStore(path) as store:  # what databases written before this check hold
+        store._db.execute("DELETE FROM meta WHERE name = 'evaluator'")
+        store._db.commit()
+    warnings = []
+    assert main_lib.check_resume_settings(path, _config(12), warn_fn=warnings.append) == "legacy"
+    assert len(warnings) == 1 and "predates stored evaluator settings" in warnings[0]
+    assert "3 rows" in warnings[0]
+    assert main_lib.check_resume_settings(path, _config(12), warn_fn=warnings.append) == "same"
+    with pytest.raises(ValueError, match="quality_steps: stored 10, requested 11"):
+        main_lib.check_resume_settings(path, _config(12).replace(evaluator__quality_steps=11))
+
+
+def test_cli_refuses_a_changed_quality_steps_with_a_one_line_message(tmp_path):
+    path = _search_db(str(tmp_path / "search.db"), main_lib.build_config("tiny"), rows=3)
+    rc, output, _ = _cli("--config=tiny", f"--workdir={tmp_path}", "--quality_steps=7")
+    assert rc == 2, output
+    assert "Traceback" not in output
+    line = next(line for line in output.splitlines() if "cannot resume" in line)
+    assert path in line and "quality_steps: stored 30, requested 7" in line and "another --workdir" in line

@@ -12,7 +12,7 @@ import pytest
 
 from evonorm.search import evolution as evo
 from evonorm.search.executor import EvalResult, InlineExecutor, LocalExecutor
-from evonorm.search.store import Record, SearchStore
+from evonorm.search.store import DamagedStoreError, Record, ResumeSettingsError, SearchStore, check_database
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -214,3 +214,99 @@ def test_sigkill_mid_search_then_resume_equals_uninterrupted(tmp_path):
     assert summary.evaluated == CONFIG.budget
     with SearchStore(path) as store:
         assert content(store) == uninterrupted()
+
+
+# -- damaged databases and resume settings -----------------------------------------------------------
+
+
+def _sha256(path):
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def make_real_db(path, rows=300):
+    """A search database of several hundred pages, written through the store like a real search."""
+    with SearchStore(path) as store:
+        store.set_meta(kind="evolution", seed=0, config={"population_size": 8}, objectives=["x", "y"])
+        for i in range(rows):
+            store.add(Record(i, f"k{i}", {"v": [i] * 20}, {"x": i / rows, "y": 0.5}, None, "accepted", "random",
+                             extras={"reason": "padding " * 40}))
+    return path
+
+
+def test_random_bytes_fail_clearly_and_leave_the_file_untouched(tmp_path):
+    path = tmp_path / "search.db"
+    path.write_bytes(np.random.default_rng(0).bytes(50_000))
+    before = _sha256(path)
+    with pytest.raises(DamagedStoreError, match="not a SQLite database") as info:
+        SearchStore(path)
+    message = str(info.value)
+    assert str(path) in message and "--workdir" in message and "\n" not in message
+    assert isinstance(info.value, sqlite3.DatabaseError)  # callers catching sqlite3 errors still do
+    assert _sha256(path) == before
+    assert sorted(os.listdir(tmp_path)) == ["search.db"]  # no -wal/-shm left beside it either
+
+
+@pytest.mark.parametrize("damage", ["truncate", "overwrite"])
+def test_truncated_or_damaged_db_fails_clearly_and_is_untouched(tmp_path, damage):
+    path = make_real_db(str(tmp_path / "search.db"))
+    size = os.path.getsize(path)
+    assert size > 100_000 and sorted(os.listdir(tmp_path)) == ["search.db"]  # checkpointed on close
+    with open(path, "r+b") as f:
+        if damage == "truncate":
+            f.truncate(size // 2)
+        else:  # a few pages in the middle overwritten
+            f.seek(size // 2)
+            f.write(np.random.default_rng(1).bytes(3 * 4096))
+    before = _sha256(path)
+    with pytest.raises(DamagedStoreError, match="truncated or damaged: integrity check failed") as info:
+        SearchStore(path)
+    assert path in str(info.value) and "backup" in str(info.value) and "\n" not in str(info.value)
+    assert _sha256(path) == before
+    assert sorted(os.listdir(tmp_path)) == ["search.db"]
+
+
+def test_empty_or_missing_file_is_a_new_search_and_live_db_checks_through_its_wal(tmp_path):
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    for path in (empty, tmp_path / "missing.db"):
+        with SearchStore(path) as store:
+            assert store.count() == 0 and store.get_meta() == {}
+    path = make_real_db(str(tmp_path / "live.db"), rows=5)
+    with SearchStore(path) as writer:  # open: -wal and -shm exist, so the check reads through them
+        writer.add(Record(99, "k99", {}, {}, "quality", "rejected", "random"))
+        assert os.path.exists(path + "-wal")
+        check_database(path)
+        with SearchStore(path) as reader:
+            assert reader.count() == 6
+
+
+def test_resume_settings_new_same_legacy_and_refused(tmp_path):
+    path = str(tmp_path / "search.db")
+    settings = {"quality_steps": 10, "batch_size": 32, "archs": (("resnet", 0.25, None),)}
+    with SearchStore(path) as store:
+        assert store.resume_settings("evaluator", settings) == "new"
+        # No rows yet: nothing would be mixed, so other settings simply replace the recorded ones.
+        assert store.resume_settings("evaluator", {**settings, "batch_size": 64}) == "new"
+        assert store.resume_settings("evaluator", settings) == "new"
+        store.add(Record(0, "k0", {}, {"x": 0.5}, None, "accepted", "random"))
+        assert store.resume_settings("evaluator", settings) == "same"  # tuples compare as stored lists
+        with pytest.raises(ResumeSettingsError, match="cannot resume") as info:
+            store.resume_settings("evaluator", {**settings, "quality_steps": 20, "batch_size": 64})
+        message = str(info.value)
+        assert "quality_steps: stored 10, requested 20" in message
+        assert "batch_size: stored 32, requested 64" in message and "--workdir" in message
+        assert store.get_meta()["evaluator"]["quality_steps"] == 10  # a refusal writes nothing
+        # A field added after the database was written counts as its default there.
+        assert store.resume_settings("evaluator", {**settings, "new_field": 1},
+                                     defaults={"new_field": 1}) == "same"
+        with pytest.raises(ResumeSettingsError, match=r"new_field: stored \(not stored\), requested 2"):
+            store.resume_settings("evaluator", {**settings, "new_field": 2})
+    legacy = make_real_db(str(tmp_path / "old.db"), rows=3)  # rows, but no stored evaluator settings
+    with SearchStore(legacy) as store:
+        assert store.resume_settings("evaluator", settings) == "legacy"
+        assert store.resume_settings("evaluator", settings) == "same"
+        with pytest.raises(ResumeSettingsError, match="quality_steps: stored 10, requested 11"):
+            store.resume_settings("evaluator", {**settings, "quality_steps": 11})
