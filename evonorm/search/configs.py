@@ -46,6 +46,9 @@ class SearchConfig:
       population_size, tournament_size, criterion: regularized evolution (Sec. 4.1, 4.3).
       min_population: accepted candidates before tournaments start (None: population_size); see
         :mod:`evonorm.search.evolution`.
+      distinct_population, max_redraws: the population rule of :mod:`evonorm.search.evolution` (a copy of
+        a living member never takes a window place; a mutation that leaves the function unchanged is
+        redrawn up to ``max_redraws`` times). ``False`` / ``0``: the rule of the runs stored before it.
       workers: parallel evaluations (None: one per core for 'local').
       timeout_s: per-candidate wall-time limit; a hung evaluation is rejected as 'timeout'.
       allow_batch_ops: False runs the S-series search (no batch aggregations).
@@ -63,6 +66,8 @@ class SearchConfig:
     tournament_size: int = 25
     criterion: str = "pareto"
     min_population: int | None = None
+    distinct_population: bool = True
+    max_redraws: int = 50
     workers: int | None = None
     timeout_s: float | None = 600.0
     allow_batch_ops: bool = True

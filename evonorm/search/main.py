@@ -10,7 +10,8 @@ Examples::
 The database ``WORKDIR/search.db`` is committed row by row, so a killed search (even SIGKILL)
 resumes with the same command. After the search the workdir holds ``top/`` (the top-k graphs as JSON,
 text/LaTeX formulas and PNG drawings), ``summary.md``, the paper's Figures 2, 3 and 6
-(``fig2_histograms.png``, ``fig3_calibration.png``, ``fig6_progress.png``) and, with
+(``fig2_histograms.png``, ``fig3_calibration.png``, ``fig6_progress.png``), for evolution the
+population's diversity over the run (``fig_diversity.png``: distinct functions in the window) and, with
 ``--rerank_top_k``, ``rerank.md``.
 
 Before any expensive start-up the database is checked: a file that is not SQLite, or is truncated or
@@ -72,6 +73,10 @@ def define_flags(flag_values=None):
     flags.DEFINE_integer("tournament_size", None, "Override the tournament size.", flag_values=fv)
     flags.DEFINE_integer("min_population", None, "Accepted candidates before evolution starts mutating.",
                          flag_values=fv)
+    flags.DEFINE_bool("distinct_population", None, "A copy of a living member never takes a window place "
+                      "(default true; false: the rule of databases written before it).", flag_values=fv)
+    flags.DEFINE_integer("max_redraws", None, "Redraws of a mutation that leaves the function unchanged "
+                         "(default 50; 0: the rule of databases written before it).", flag_values=fv)
     flags.DEFINE_integer("quality_steps", None, "Override the quality test's training steps.", flag_values=fv)
     flags.DEFINE_integer("stability_steps", None, "Override the stability test's ascent steps.", flag_values=fv)
     flags.DEFINE_string("compare_workdir", None, "Another search's workdir drawn in Figure 6.", flag_values=fv)
@@ -162,11 +167,19 @@ def write_summary(workdir, config, summary, kind, seed, data_line, machine, comm
              + (f", population {config.population_size} (mutations from {config.min_population or config.population_size} "
                 f"accepted on), tournament {config.tournament_size}, {config.criterion} criterion"
                 if kind == "evolution" else ""),
-             f"- this run: {elapsed_s:.0f} s wall, stopped by {summary.stop_reason}", "",
-             "| evaluated | accepted | duplicates | " + " | ".join(f"rejected: {k}" for k in sorted(summary.rejected))
-             + " |", "|" + "---|" * (3 + len(summary.rejected)),
-             f"| {summary.evaluated} | {summary.accepted} | {summary.duplicates} | "
-             + " | ".join(str(summary.rejected[k]) for k in sorted(summary.rejected)) + " |", ""]
+             f"- this run: {elapsed_s:.0f} s wall, stopped by {summary.stop_reason}"]
+    if kind == "evolution" and summary.diversity:
+        distinct = sorted(d for _, d, _ in summary.diversity)
+        last = summary.diversity[-1]
+        lines.append(f"- population: {last[1]} distinct functions in a window of {last[2]} at the end (median "
+                     f"{distinct[len(distinct) // 2]} over the run; rule: distinct "
+                     f"{config.distinct_population}, up to {config.max_redraws} redraws); {summary.redraws} "
+                     f"redraws of unchanged mutations, {summary.redraw_fallbacks} hit the bound")
+    lines += ["",
+              "| evaluated | accepted | duplicates | " + " | ".join(f"rejected: {k}" for k in sorted(summary.rejected))
+              + " |", "|" + "---|" * (3 + len(summary.rejected)),
+              f"| {summary.evaluated} | {summary.accepted} | {summary.duplicates} | "
+              + " | ".join(str(summary.rejected[k]) for k in sorted(summary.rejected)) + " |", ""]
     if cost:
         lines += [f"Candidates that reached TensorFlow: {len(trained)}, mean {sum(cost) / len(cost):.1f} s of "
                   f"one worker each (max {max(cost):.1f} s).", ""]
@@ -208,7 +221,8 @@ def run_search(config: configs_lib.SearchConfig, workdir: str, kind: str = "evol
         search_config = evolution.EvolutionConfig(
             population_size=config.population_size, tournament_size=config.tournament_size,
             criterion=config.criterion, budget=config.budget, seed=seed, max_seconds=config.max_seconds,
-            min_population=config.min_population)
+            min_population=config.min_population, distinct_population=config.distinct_population,
+            max_redraws=config.max_redraws)
         run = evolution.regularized_evolution
     else:
         search_config = evolution.RandomSearchConfig(budget=config.budget, seed=seed,
@@ -259,6 +273,7 @@ def main(argv, flag_values=None):
             allow_batch_ops=FLAGS.allow_batch_ops, rerank_top_k=FLAGS.rerank_top_k,
             rerank_steps=FLAGS.rerank_steps, population_size=FLAGS.population_size,
             tournament_size=FLAGS.tournament_size, min_population=FLAGS.min_population,
+            distinct_population=FLAGS.distinct_population, max_redraws=FLAGS.max_redraws,
             evaluator__data=FLAGS.data,
             evaluator__data_dir=FLAGS.data_dir, evaluator__quality_steps=FLAGS.quality_steps,
             evaluator__stability_steps=FLAGS.stability_steps)

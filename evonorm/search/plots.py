@@ -7,6 +7,10 @@
 * Figure 6 -- :func:`plot_progress`: best-so-far and top-10 mean of the per-candidate mean accuracy
   over the architectures, against evaluated candidates, for one or more searches (e.g. evolution vs
   random search with the same budget). Only accepted candidates count, as in the paper.
+* Not in the paper -- :func:`plot_diversity`: distinct functions (fingerprints) in the evolution window
+  against finished proposals, one line per run, or a median with a min-max band per group of runs
+  (seeds, arms). The stored ``default`` run's window held a median of one distinct function; see
+  :mod:`evonorm.search.evolution`. The series is replayed from the rows (:func:`diversity_series`).
 
 Command line: ``python -m evonorm.search.plots --workdir=RUN [--compare_workdir=RUN2] [--out=DIR] [--top=10]``.
 """
@@ -23,7 +27,7 @@ import numpy as np
 from evonorm.search.store import DUPLICATE, SearchStore
 
 __all__ = ["accepted_mean", "evaluation_seconds", "trained_accuracies", "progress_curves", "plot_accuracy_histograms", "plot_calibration",
-           "plot_progress", "budget_spent", "write_plots", "write_top"]
+           "plot_progress", "budget_spent", "write_plots", "write_top", "diversity_series", "plot_diversity"]
 
 
 def _figure(width, height):
@@ -181,6 +185,81 @@ def plot_progress(runs, objectives, path, top: int = 10):
     return path
 
 
+def diversity_series(records, meta) -> list:
+    """``(finished proposals, distinct keys, window size)`` per row of an evolution run (``meta``: its
+    stored meta), with the window rule that run used; [] for a random search."""
+    from evonorm.search.evolution import window_history  # noqa: PLC0415
+
+    if meta.get("kind") != "evolution":
+        return []
+    config = meta.get("config") or {}
+    # A database written before the distinct rule existed appended every accepted arrival.
+    distinct = bool(config.get("distinct_population", False))
+    return window_history(records, int(config["population_size"]), distinct)
+
+
+def _on_grid(series, grid):
+    """Column ``1`` (distinct) and ``2`` (window size) of ``series`` as step functions on ``grid``;
+    nan past the run's last step."""
+    arr = np.asarray(series, dtype=np.float64).reshape(-1, 3)
+    at = np.searchsorted(arr[:, 0], grid, side="right") - 1  # last row at or before each grid step
+    out = np.where(at[:, None] >= 0, arr[np.maximum(at, 0), 1:], 0.0)
+    out[grid > arr[-1, 0]] = np.nan
+    return out
+
+
+def plot_diversity(runs, path, population_size=None, title="population diversity"):
+    """Distinct functions in the window against finished proposals.
+
+    Args:
+      runs: ``{label: series}`` or ``{label: [series, ...]}``; a series is a sequence of ``(finished
+        proposals, distinct keys, window size)`` (:attr:`SearchSummary.diversity
+        <evonorm.search.evolution.SearchSummary>` or :func:`diversity_series`). A label with several
+        series (seeds of one arm) is drawn as the median with a min-max band, over the runs that
+        reached each step.
+      path: PNG to write.
+      population_size: draws the window's capacity as a reference line.
+      title: axes title.
+
+    Returns:
+      ``path``.
+    """
+    fig = _figure(7.0, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    colors = ["#c0392b", "#4c72b0", "#55a868", "#8172b2", "#ccb974", "#64b5cd"]
+    for (label, group), color in zip(runs.items(), itertools.cycle(colors)):
+        single = len(group) > 0 and len(group[0]) > 0 and np.isscalar(group[0][0])  # one series, not a list
+        group = [list(s) for s in ([group] if single else group) if len(s)]
+        if not group:
+            continue
+        last = int(max(s[-1][0] for s in group))
+        grid = np.arange(1, last + 1)
+        values = np.stack([_on_grid(s, grid) for s in group])  # [run, step, (distinct, size)]
+        # The grid ends at the longest run's last step, so every step has at least one value.
+        median = np.nanmedian(values, axis=0)
+        low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+        name = label if len(group) == 1 else f"{label} (median of {len(group)}, min-max band)"
+        ax.step(grid, median[:, 0], where="post", color=color, label=f"{name}: distinct")
+        ax.step(grid, median[:, 1], where="post", color=color, linestyle=":", linewidth=1,
+                label=f"{label}: window size")
+        if len(group) > 1:
+            ax.fill_between(grid, low[:, 0], high[:, 0], step="post", color=color, alpha=0.2, linewidth=0)
+    if population_size:
+        ax.axhline(population_size, color="#999999", linewidth=0.8, linestyle="--", label="population_size")
+    ax.set_xlabel("finished proposals (duplicates included)")
+    ax.set_ylabel("distinct functions in the window")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if ax.get_lines():
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no evolution run", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
 def write_top(db_path, out_dir, k: int = 10) -> list:
     """Exports the top-``k`` accepted graphs: ``rank<i>_id<id>.{json,txt,tex,png}``."""
     from evonorm.search.graph import Graph  # noqa: PLC0415
@@ -212,7 +291,8 @@ def _load(workdir):
 
 
 def write_plots(workdir, compare_workdir=None, out_dir=None, threshold=0.2, top: int = 10) -> list:
-    """Draws Figures 2, 3 (when >= 2 architectures) and 6 for ``workdir`` into ``out_dir``."""
+    """Draws Figures 2, 3 (when >= 2 architectures) and 6 for ``workdir`` into ``out_dir``, and
+    ``fig_diversity.png`` when either run is an evolution."""
     out_dir = out_dir or workdir
     os.makedirs(out_dir, exist_ok=True)
     meta, records = _load(workdir)
@@ -223,14 +303,21 @@ def write_plots(workdir, compare_workdir=None, out_dir=None, threshold=0.2, top:
     if len(objectives) > 1:
         paths.append(plot_calibration(records, objectives, os.path.join(out_dir, "fig3_calibration.png"),
                                       f"{label}: "))
-    runs = {label: records}
+    runs, metas = {label: records}, {label: meta}
     if compare_workdir:
         other_meta, other = _load(compare_workdir)
         if list(other_meta["objectives"]) != objectives:
             raise ValueError(f"{compare_workdir} searched {other_meta['objectives']}, not {objectives}")
         other_label = other_meta.get("kind", "other")
-        runs[other_label if other_label != label else f"{other_label} (2)"] = other
+        other_label = other_label if other_label != label else f"{other_label} (2)"
+        runs[other_label], metas[other_label] = other, other_meta
     paths.append(plot_progress(runs, objectives, os.path.join(out_dir, "fig6_progress.png"), top=top))
+    diversity = {name: diversity_series(runs[name], metas[name]) for name in runs}
+    diversity = {name: series for name, series in diversity.items() if series}
+    if diversity:
+        sizes = {int(metas[name]["config"]["population_size"]) for name in diversity}
+        paths.append(plot_diversity(diversity, os.path.join(out_dir, "fig_diversity.png"),
+                                    population_size=sizes.pop() if len(sizes) == 1 else None))
     return paths
 
 

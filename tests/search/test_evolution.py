@@ -58,6 +58,15 @@ def rows(store):
     ]
 
 
+def distinct_window(records, size):
+    """The window rule: the ``size`` most recent accepted arrivals, a living member's copy left out."""
+    window = []
+    for r in records:
+        if r.rejected is None and r.key not in {m.key for m in window}:
+            window = (window + [r])[-size:]
+    return [m.id for m in window]
+
+
 def run_evolution(seed=0, executor=None, store=None, **overrides):
     store = store or SearchStore(":memory:")
     config = evo.EvolutionConfig(**{**CONFIG, "seed": seed, **overrides})
@@ -109,9 +118,33 @@ def test_population_rejection_dedup_and_crash_semantics():
         expected = "random" if accepted_so_far < 20 else "mutation"
         assert r.origin == expected
         accepted_so_far += r.status == "accepted"
-    # The final population is the sliding window of the 20 most recent accepted records.
-    assert summary.population == [r.id for r in records if r.rejected is None][-20:]
+    # The final population is the sliding window of the 20 most recent accepted arrivals, each a
+    # different function (see test_population.py for the rule in detail).
+    assert summary.population == distinct_window(records, 20)
+    assert len({by_id[i].key for i in summary.population}) == 20
     assert summary.best["mean"][0] == max(np.mean(list(r.scores.values())) for r in records if r.status == "accepted")
+
+
+def test_the_stored_runs_rule_is_still_available():
+    """``distinct_population=False, max_redraws=0``: every accepted arrival (copies too) enters the
+    window and each mutation proposal mutates once -- the algorithm of the stored databases."""
+    calls = []
+
+    def counted(c, rng):
+        calls.append(1)
+        return mutate(c, rng)
+
+    problem = evo.SearchProblem(generate, counted, PROBLEM.key, PROBLEM.to_json, PROBLEM.from_json, evaluate,
+                                ("a", "b"))
+    config = evo.EvolutionConfig(**{**CONFIG, "seed": 1, "budget": 200, "distinct_population": False,
+                                    "max_redraws": 0})
+    store = SearchStore(":memory:")
+    summary = evo.regularized_evolution(problem, store, config, executor=InlineExecutor(evaluate),
+                                        progress=False)
+    records = list(store.records())
+    assert summary.population == [r.id for r in records if r.rejected is None][-20:]
+    assert len(calls) == sum(r.origin == "mutation" for r in records)
+    assert summary.redraws == summary.redraw_fallbacks == 0
 
 
 def test_min_population_starts_mutating_early_and_the_window_still_grows():
@@ -123,7 +156,7 @@ def test_min_population_starts_mutating_early_and_the_window_still_grows():
         accepted_so_far += r.status == "accepted"
     assert sum(r.origin == "mutation" for r in records) > sum(r.origin == "random" for r in records)
     # The sliding window is still population_size (20) long.
-    assert summary.population == [r.id for r in records if r.rejected is None][-20:]
+    assert summary.population == distinct_window(records, 20)
     assert len(summary.population) == 20
     # Tournaments on a population below tournament_size draw every member: no crash, parents accepted.
     by_id = {r.id: r for r in records}

@@ -21,7 +21,7 @@ def test_tiny_search_writes_outputs_and_resumes(tmp_path):
     lines = []
     summary = main_lib.run_search(_config(12), workdir, backend="inline", seed=1, log_fn=lines.append)
     assert summary.evaluated == 12
-    for name in ("search.db", "summary.md", "fig2_histograms.png", "fig6_progress.png"):
+    for name in ("search.db", "summary.md", "fig2_histograms.png", "fig6_progress.png", "fig_diversity.png"):
         assert os.path.isfile(os.path.join(workdir, name)), name
     assert any(line.startswith("data: fashion_mnist") for line in lines)
     with SearchStore(os.path.join(workdir, "search.db")) as store:
@@ -30,7 +30,8 @@ def test_tiny_search_writes_outputs_and_resumes(tmp_path):
         assert store.get_meta()["evaluator"]["quality_steps"] == 10  # stored for the resume check
     top_files = os.listdir(os.path.join(workdir, "top"))
     assert len([f for f in top_files if f.endswith(".png")]) == min(3, accepted)
-    assert "| evaluated | accepted |" in open(os.path.join(workdir, "summary.md")).read()
+    summary_md = open(os.path.join(workdir, "summary.md")).read()
+    assert "| evaluated | accepted |" in summary_md and "distinct functions in a window of" in summary_md
 
     # Same command again: the budget is spent, nothing is evaluated, the rows are unchanged.
     again = main_lib.run_search(_config(12), workdir, backend="inline", seed=1, log_fn=lines.append)
