@@ -4,7 +4,8 @@
 EvalResult`` that the executors run in worker processes. For one candidate graph it runs, in order:
 
 1. the NumPy output filters of :func:`~evonorm.search.fingerprint.check_outputs` (no TensorFlow):
-   rejects ``constant`` and ``non-finite`` graphs in about a millisecond;
+   rejects ``constant`` and ``non-finite`` graphs and ``uninformative`` ones (an output identical for
+   every sample of the batch, or one value per sample) in about a millisecond;
 2. for each anchor proxy (:mod:`evonorm.search.proxy`), every norm-act replaced by the candidate:
 
    a. **stability** -- gradient-norm *ascent* on the weights: with ``g(theta) = ||dL/dtheta||_2`` on one
@@ -244,7 +245,8 @@ def quality_test(model, train_batches, val_batches, config: EvaluatorConfig) -> 
 
 
 def _rejection_category(message: str) -> str:
-    # check_outputs messages start with their category ('constant: ...', 'non-finite: ...').
+    # check_outputs messages start with their category ('constant: ...', 'non-finite: ...',
+    # 'uninformative: ...').
     return message.split(":", 1)[0].strip().replace("-", "")
 
 

@@ -51,6 +51,10 @@ def test_check_outputs_reasons():
     assert check_outputs(Graph([("exp", (0,))])).startswith("non-finite: inf")  # x ~ 100 on one probe
     assert check_outputs(Graph([("exp", (0,)), ("exp", (4,)), ("neg", (5,)), ("add", (5, 6))])
                          ).startswith("non-finite: nan")
+    # No per-sample information (tests/search/test_information_filter.py has the details).
+    assert check_outputs(Graph([("std_bwh", (0,))])).startswith("uninformative: the output is identical")
+    assert check_outputs(Graph([("mean_whc", (0,))])).startswith("uninformative: one value per sample")
+    assert check_outputs(Graph([("mean_whc", (0,)), ("mul", (4, 3))])) is None  # varies over c
 
 
 def test_fast_enough_for_the_search_loop():
