@@ -3,13 +3,24 @@
 Each evaluation is a ``ray.remote`` task (``max_retries=0``: a candidate that kills its worker is a
 'crash', not something to retry). ``ray.wait`` with the nearest deadline as timeout collects
 results; a task past ``timeout_s`` is cancelled with ``ray.cancel(force=True)``, which kills its
-worker process, and recorded as 'timeout'. Crashed Ray workers surface as exceptions from
-``ray.get`` and become 'crash' records. Ray is imported only when a :class:`RayExecutor` is built;
-without it the error names ``pip install 'evonorm[ray]'``.
+worker process, and recorded as 'timeout'. A worker process that dies during an evaluation (signal,
+``os._exit``, Ray's out-of-memory killer) surfaces as an exception from ``ray.get`` and becomes a
+'crash' record worded as :class:`~evonorm.search.executor.LocalExecutor`'s ("worker process died
+..."); Ray starts a new worker for the next task. Ray is imported only when a :class:`RayExecutor`
+is built; without it the error names ``pip install 'evonorm[ray]'``.
 
-Ray workers do not inherit the driver's ``sys.path``: the module defining ``evaluate`` must be
-importable on every node (installed, or shipped with ``runtime_env``). The constructor checks this
-with one probe task so a broken setup fails at once instead of turning every candidate into a crash.
+Worker output: Ray streams what workers print to the driver's console (``log_to_driver``, left on),
+so an evaluation's own warnings and a dying worker's last words reach the user. TensorFlow's C++
+start-up lines, which every worker would print (oneDNN, CUDA, ``cpu_feature_guard``; the ERROR-level
+'failed call to cuInit' on machines without a GPU), are silenced at the source: tasks run with
+``TF_CPP_MIN_LOG_LEVEL`` from the driver's environment, else 3 (FATAL only), unless the job's
+``runtime_env`` sets it. An evaluation's errors do not depend on those logs: exceptions are in its
+record's ``extras['error']``.
+
+Ray workers get only the driver's working directory and script directory on ``sys.path``, not the
+rest of it: the module defining ``evaluate`` must be importable on every node (installed, on
+``PYTHONPATH``, or shipped with ``runtime_env``). The constructor checks this with one probe task so a
+broken setup fails at once instead of turning every candidate into a crash.
 """
 
 from __future__ import annotations
@@ -31,6 +42,11 @@ from evonorm.search.executor import (
 
 __all__ = ["RayExecutor"]
 
+# TensorFlow's C++ log threshold in Ray workers when neither the driver's environment nor the job's
+# runtime_env chooses one: 3 keeps FATAL only. 2 would still let through the ERROR-level 'failed call
+# to cuInit' every worker prints on a machine without a GPU; real failures reach the records anyway.
+WORKER_TF_CPP_MIN_LOG_LEVEL = "3"
+
 
 def _ray_evaluate(evaluate, candidate_json: dict, seed: int) -> tuple[dict, str]:
     import socket
@@ -40,6 +56,31 @@ def _ray_evaluate(evaluate, candidate_json: dict, seed: int) -> tuple[dict, str]
 
 def _ray_probe(evaluate) -> bool:
     return callable(evaluate)
+
+
+def _worker_env_vars(job_env_vars: dict) -> dict:
+    """The environment variables the evaluation tasks set on top of the job's ``runtime_env``."""
+    if "TF_CPP_MIN_LOG_LEVEL" in job_env_vars:
+        return {}  # the user's job-level choice; a task-level value would override it
+    # The driver's own setting travels with the tasks: a user debugging with TF_CPP_MIN_LOG_LEVEL=0
+    # sees the same in the workers (local ones inherit it anyway, remote ones would not).
+    return {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", WORKER_TF_CPP_MIN_LOG_LEVEL)}
+
+
+def _crash_result(ray, error: Exception) -> EvalResult:
+    """The 'crash' record of a task whose result ``ray.get`` could not deliver."""
+    if isinstance(error, ray.exceptions.OutOfMemoryError):
+        what = "worker process died: killed by Ray's memory monitor (node out of memory)"
+    elif isinstance(error, ray.exceptions.WorkerCrashedError):
+        # SIGKILL, segfault, os._exit: Ray does not pass on the exit code; the raylet's log line on the
+        # driver's console names the worker's pid, and that node's Ray logs hold its output.
+        what = "worker process died"
+    elif isinstance(error, ray.exceptions.RayTaskError):
+        # run_evaluation catches everything evaluate raises, so this failed around it (e.g. unpickling).
+        what = "Ray task failed outside evaluate"
+    else:
+        what = "Ray lost the task"  # node died, object lost, ...
+    return failure_result(CRASH, f"{what} ({type(error).__name__}: {error})")
 
 
 def _import_ray():
@@ -62,7 +103,7 @@ class RayExecutor:
         cancelled with ``ray.cancel(force=True)`` and recorded as 'timeout'.
       address: passed to ``ray.init`` when Ray is not initialized yet (None: start a local Ray).
       num_cpus_per_task: CPUs Ray reserves per evaluation.
-      init_kwargs: extra ``ray.init`` keyword arguments.
+      init_kwargs: extra ``ray.init`` keyword arguments (e.g. ``runtime_env``, ``num_cpus``).
     """
 
     def __init__(
@@ -86,11 +127,17 @@ class RayExecutor:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         self._capacity = num_workers
         self._timeout_s = timeout_s
-        self._remote = ray.remote(max_retries=0, num_cpus=num_cpus_per_task)(_ray_evaluate)
+        # Set per task, not in ray.init, so it also holds on a Ray the caller started; env_vars merge
+        # with the job's runtime_env. The probe shares it, so its worker (which imported evaluate's
+        # module) is quiet too and can be reused for evaluations.
+        job_env = ray.get_runtime_context().runtime_env.get("env_vars") or {}
+        env_vars = _worker_env_vars(job_env)
+        options = {"runtime_env": {"env_vars": env_vars}} if env_vars else {}
+        self._remote = ray.remote(max_retries=0, num_cpus=num_cpus_per_task, **options)(_ray_evaluate)
         self._evaluate_ref = ray.put(evaluate)  # shipped to the object store once, not per task
         # Fail now, not once per candidate, if workers cannot load evaluate (module not importable).
         try:
-            ray.get(ray.remote(max_retries=0, num_cpus=0)(_ray_probe).remote(self._evaluate_ref))
+            ray.get(ray.remote(max_retries=0, num_cpus=0, **options)(_ray_probe).remote(self._evaluate_ref))
         except Exception as e:
             raise RuntimeError(
                 f"Ray workers cannot load evaluate={evaluate!r}; make its module importable on the cluster "
@@ -137,8 +184,8 @@ class RayExecutor:
                 try:
                     payload, worker = ray.get(ref)
                     result = validate_result(payload)
-                except Exception as e:  # WorkerCrashedError, RayTaskError, ...
-                    result, worker = failure_result(CRASH, f"{type(e).__name__}: {e}"), "ray"
+                except Exception as e:  # WorkerCrashedError, OutOfMemoryError, RayTaskError, ...
+                    result, worker = _crash_result(ray, e), "ray"
                 out.append(Completion(task_id, result, worker, time.monotonic() - started))
             if out or (deadline is not None and time.monotonic() >= deadline):
                 return out
