@@ -121,9 +121,10 @@ def markdown(table: dict, seeds, command: str, machine: str, steps: int, eval_ev
              "ranking for COCO.  ",
              f"Model: `{experiment('<layer>')}` (ResNet-18 v1 x0.25, FPN 64, heads 64/256, 256 px, batch 2, SGD "
              f"0.02), {steps} steps, COCO eval (pycocotools) every {eval_every} steps; medians over seeds "
-             f"{list(seeds)}.", "",
-             f"| layer (everywhere) | total loss first -> last | box AP @{eval_every} -> final | mask AP @{eval_every} -> final "
-             "| box AP50 final | runs | paper COCO APbox / APmask |",
+             f"{list(seeds)}. Losses are Model Garden's total loss, averaged over each logged interval (the first "
+             f"is steps 1-50); AP is in [0, 1] (COCO's AP@[.5:.95]).", "",
+             f"| layer (everywhere) | training loss, first -> last logged | box AP @{eval_every} -> final "
+             f"| mask AP @{eval_every} -> final | box AP50 final | runs | paper COCO APbox / APmask (%) |",
              "|---|---|---|---|---|---|---|"]
     for layer, runs in table.items():
         paper = paper_row("r50_fpn", layer) or {}
@@ -133,7 +134,7 @@ def markdown(table: dict, seeds, command: str, machine: str, steps: int, eval_ev
             f"{_fmt(_median(runs, 'final_AP'))} | {_fmt(_median(runs, 'first_mask_AP'))} -> "
             f"{_fmt(_median(runs, 'final_mask_AP'))} | {_fmt(_median(runs, 'final_AP50'))} | {len(runs)} "
             f"| {paper.get('AP', '-')} / {paper.get('mask_AP', '-')} |")
-    lines += ["", "Per run:", "", "| layer | seed | total loss first -> last | box AP | mask AP | box AP50 |",
+    lines += ["", "Per run:", "", "| layer | seed | training loss first -> last | box AP | mask AP | box AP50 |",
               "|---|---|---|---|---|---|"]
     for layer, runs in table.items():
         for r in runs:
