@@ -175,14 +175,19 @@ def plot_progress(runs, objectives, path, top: int = 10):
         ax.set_xlabel(_AXIS_LABELS[axis])
         ax.set_ylabel(f"mean validation accuracy over {len(objectives)} proxies")
         ax.set_title("search progress (accepted candidates only)", fontsize=10)
-        ax.grid(alpha=0.3)
-        if ax.get_lines():
-            ax.legend(fontsize=8)
-        else:
-            ax.text(0.5, 0.5, "no accepted candidate yet", ha="center", va="center", transform=ax.transAxes)
+        _legend_or_note(ax, "no accepted candidate yet", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return path
+
+
+def _legend_or_note(ax, empty_note: str, fontsize: int) -> None:
+    """Grid, and a legend when something was drawn, else ``empty_note`` in the middle of the axes."""
+    ax.grid(alpha=0.3)
+    if ax.get_lines():
+        ax.legend(fontsize=fontsize)
+    else:
+        ax.text(0.5, 0.5, empty_note, ha="center", va="center", transform=ax.transAxes)
 
 
 def diversity_series(records, meta) -> list:
@@ -250,11 +255,7 @@ def plot_diversity(runs, path, population_size=None, title="population diversity
     ax.set_ylabel("distinct functions in the window")
     ax.set_ylim(bottom=0)
     ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    if ax.get_lines():
-        ax.legend(fontsize=7)
-    else:
-        ax.text(0.5, 0.5, "no evolution run", ha="center", va="center", transform=ax.transAxes)
+    _legend_or_note(ax, "no evolution run", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return path
