@@ -1,6 +1,6 @@
 """The Mask R-CNN step benchmark: a layer's traced training step runs on the sample batch with a finite
 loss, and the results file has a table row per layer (one tiny round, 128 px). Slow (~40 s: two models are
-built and traced), so `make test-slow` runs it.
+built and traced), so `make test-slow` runs it."""
 
 import numpy as np
 import pytest
