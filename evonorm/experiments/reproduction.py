@@ -119,6 +119,11 @@ class ReproConfig:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction!r}.")
 
 
+# Revision of each proxy's meaning, for ``Cell.key``. 2 (mobile proxies): registry EvoNorms are the
+# affine transform at the MBConv projections (official/results/reproduce/b0_efficientnet.md).
+PROXY_REVISION = {"resnet": 1, "mobilenetv2": 2, "efficientnet": 2}
+
+
 @dataclasses.dataclass(frozen=True)
 class Cell:
     """One training run, with every setting that changes its result."""
@@ -136,10 +141,16 @@ class Cell:
     eval_examples: int
 
     def key(self) -> str:
-        """File name of this cell's result; two cells share it only if every setting is equal."""
-        return (f"{self.arch}_{self.layer}_b{self.batch_size}_s{self.seed}_n{self.steps}_lr{self.lr:g}"
-                f"_wd{self.weight_decay:g}_wu{self.warmup_steps}_w{self.width:g}_g{self.group_size}"
-                f"_e{self.eval_examples}")
+        """File name of this cell's result; two cells share it only if every setting is equal.
+
+        Cells whose proxy changed meaning carry a revision suffix (``PROXY_REVISION``), so a resumed
+        workdir retrains them instead of reusing results of the old proxy.
+        """
+        key = (f"{self.arch}_{self.layer}_b{self.batch_size}_s{self.seed}_n{self.steps}_lr{self.lr:g}"
+               f"_wd{self.weight_decay:g}_wu{self.warmup_steps}_w{self.width:g}_g{self.group_size}"
+               f"_e{self.eval_examples}")
+        revision = PROXY_REVISION.get(self.arch, 1)
+        return key if revision == 1 else f"{key}_p{revision}"
 
 
 def cells(config: ReproConfig) -> list:

@@ -22,6 +22,10 @@ Default sizes (``ProxySpec``; ``width`` multiplies every channel count, ``depth`
   (28 -> 14), stages (1, 16, 1, 1, k3), (6, 24, 1, 1, k3), (6, 40, 1, 2, k5), (6, 80, 1, 2, k3), head 1x1
   to 128 channels; EfficientNet-B0's early strides removed and its 7 stages cut to 4. 13 norm-act layers.
 
+At the positions without an activation (the linear projection of every MBConv block) a search graph
+and a registry EvoNorm are the affine ``x * gamma + beta`` alone (the reference code's
+``nonlinearity=False``); the baselines keep their normalization there (BN-ReLU: BN).
+
 Grouped statistics use ``group_size=4`` channels by default (every proxy channel count is a multiple
 of 8), so S-series candidates see several groups even at small widths.
 
@@ -39,11 +43,14 @@ from typing import Callable
 import tf_keras
 
 from evonorm.layers import legacy
+from evonorm.layers.evonorm import EVONORM_LAYERS
 from evonorm.vision import cifar_resnet
 from evonorm.vision.backbones.mobile import Scaling, Stage, build_mobile_network
 
 ARCHITECTURES = ("resnet", "mobilenetv2", "efficientnet")
 DEFAULT_GROUP_SIZE = 4
+# What an EvoNorm (registry name) is at a position without activation; see ``norm_act_factory``.
+NO_ACT_MODE_EVONORM = "affine"
 
 MOBILENETV2_STAGES = (
     Stage(expand=1, filters=16, repeats=1, strides=1, kernel=3),
@@ -105,10 +112,21 @@ def norm_act_factory(candidate, group_size: int | None = DEFAULT_GROUP_SIZE, **n
     if group_size is not None:
         kwargs["group_size"] = group_size
     if isinstance(candidate, str) and not candidate.lstrip().startswith("{"):
-        legacy.get_norm_act_class(candidate)  # fail early, listing the known names
+        cls = legacy.get_norm_act_class(candidate)  # fail early, listing the known names
+        # Positions without an activation (the MBConv linear projection): an EvoNorm gets the authors'
+        # ``nonlinearity=False`` (``x * gamma + beta``), exactly as a search graph does (keras_layer),
+        # so registry "evonorm_b0" and KNOWN_GRAPHS["evonorm_b0"] build the same proxy. The layers'
+        # own default there, B-series ``x / sqrt(s2_bwh + eps)``, divides by a centered std without
+        # centering; in the MBConv chain this amplified per-channel offsets until the features were
+        # sample-independent (official/results/reproduce/b0_efficientnet.md). Baselines keep their
+        # normalization (BN-ReLU -> BN, as in MobileNetV2/EfficientNet).
+        no_act = {}
+        if issubclass(cls, EVONORM_LAYERS) and "no_act_mode" not in kwargs:
+            no_act = {"no_act_mode": NO_ACT_MODE_EVONORM}
 
         def make(name=None, apply_act=True):
-            return legacy.create_norm_act(candidate, apply_act=apply_act, name=name, **kwargs)
+            extra = {} if apply_act else no_act
+            return legacy.create_norm_act(candidate, apply_act=apply_act, name=name, **kwargs, **extra)
     else:
         from evonorm.search.keras_layer import as_graph, graph_to_layer  # noqa: PLC0415
 

@@ -155,3 +155,13 @@ def test_killing_the_driver_leaves_no_orphan_workers(tmp_path, process_alive):
     finally:
         if driver.poll() is None:
             driver.kill()
+
+
+def test_mobile_proxy_cells_have_a_revised_cache_key():
+    from evonorm.experiments.reproduction import Cell
+
+    common = dict(batch_size=128, seed=0, steps=200, lr=0.1, weight_decay=5e-4, warmup_steps=10,
+                  width=1.0, group_size=4, eval_examples=0)
+    assert Cell("efficientnet", "evonorm_b0", **common).key().endswith("_p2")
+    assert Cell("mobilenetv2", "evonorm_s0", **common).key().endswith("_p2")
+    assert Cell("resnet", "evonorm_b0", **common).key().endswith("_e0")
