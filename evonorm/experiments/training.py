@@ -206,7 +206,8 @@ def _train_step_fn(model, optimizer, config: TrainConfig):
 
 def train(model, train_data, config: TrainConfig, eval_data=None,
           on_log: Callable[[dict], None] | None = None,
-          on_eval: Callable[[dict], None] | None = None) -> TrainHistory:
+          on_eval: Callable[[dict], None] | None = None,
+          on_step: Callable[[int, float], bool] | None = None) -> TrainHistory:
     """Trains ``model`` in place for ``config.steps`` steps.
 
     Args:
@@ -218,6 +219,10 @@ def train(model, train_data, config: TrainConfig, eval_data=None,
       on_log: called with ``{step, loss, train_acc, lr, steps_per_sec, elapsed_s}`` every
         ``config.log_every`` steps (loss and accuracy are means over the window).
       on_eval: called with ``{step, eval_acc, eval_loss}`` after each evaluation.
+      on_step: called after every finite step with ``(step, training cross-entropy of that batch)``;
+        a true return stops the run after that step (``completed_steps`` says where; no final
+        ``on_log`` record is written for a stopped run, and the final evaluation still runs). The
+        layer search's quality-test hurdle uses it. None (the default) changes nothing.
 
     Returns:
       A ``TrainHistory``. A non-finite training loss stops the run with ``diverged=True``.
@@ -274,6 +279,8 @@ def train(model, train_data, config: TrainConfig, eval_data=None,
         if eval_data is not None and config.eval_every and step % config.eval_every == 0 \
                 and step != config.steps:
             run_eval(step)
+        if on_step is not None and on_step(step, loss):
+            break
 
     history.train_time_s = train_time
     done = history.completed_steps

@@ -16,6 +16,11 @@ EvalResult`` that the executors run in worker processes. For one candidate graph
       :func:`evonorm.experiments.training.train`, then the accuracy on the held-out *validation* split
       (the tail of the training set; the test set is never read); rejected (``'quality'``) below
       ``quality_threshold`` (20% = 2 x chance on 10 classes) or when the training loss diverges.
+      Optionally (``hurdle_step``, off by default) the training on the ``hurdle_archs`` proxies
+      (ResNet) stops early at a *hurdle*: when the mean training loss of the last ``hurdle_window``
+      steps at step ``hurdle_step`` is still at chance (``>= ln(classes) - hurdle_margin``), the
+      candidate is rejected (``'hurdle'``) without the remaining steps and the validation pass. The
+      rule and its measured false-abort rate are in ``official/results/search/hurdle.md``.
 
    The score of an architecture is its validation accuracy. By default the first failing test ends the
    evaluation (``short_circuit``); with ``short_circuit=False`` every architecture is still trained,
@@ -23,12 +28,15 @@ EvalResult`` that the executors run in worker processes. For one candidate graph
 
 Every worker limits TensorFlow to ``threads`` (1) intra-/inter-op threads, so N workers use N cores,
 and loads its data once (module-level cache). Results carry per-stage timings and, in ``extras``, the
-accuracies, gradient norms and the full rejection message.
+accuracies, gradient norms, the full rejection message and, per proxy, the quality test's steps run and
+per-step training losses (``extras['quality'][arch]['steps' | 'losses']``, so hurdle rules can be
+replayed on stored searches).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import numpy as np
@@ -66,6 +74,15 @@ class EvaluatorConfig:
       short_circuit: stop at the first failed test.
       group_size: channels per group of grouped statistics in the proxies.
       threads: TensorFlow intra-/inter-op threads per worker.
+      hurdle_step: early abort of the quality test (None or 0: off, the default). At this training
+        step, a mean training cross-entropy over the last ``hurdle_window`` steps of at least
+        ``ln(num_classes) - hurdle_margin`` (still at chance) stops the test and rejects the candidate
+        as ``'hurdle'``. Must be below ``quality_steps``.
+      hurdle_margin: how far below chance (nats) the windowed loss must be to pass the hurdle.
+      hurdle_window: steps averaged at the hurdle (single-batch losses are noisy).
+      hurdle_archs: the proxies whose quality test has the hurdle. Default ResNet only: in the replay
+        of ``official/results/search/hurdle.md`` accepted layers stay at chance for 25-40 steps on
+        MobileNetV2 and EfficientNet before they learn, so a hurdle there stops good layers.
     """
 
     archs: tuple = (("resnet", 1.0, None), ("mobilenetv2", 1.0, None), ("efficientnet", 1.0, None))
@@ -86,6 +103,10 @@ class EvaluatorConfig:
     short_circuit: bool = True
     group_size: int | None = 4
     threads: int = 1
+    hurdle_step: int | None = None
+    hurdle_margin: float = 0.05
+    hurdle_window: int = 10
+    hurdle_archs: tuple = ("resnet",)
 
     def __post_init__(self):
         archs = tuple(tuple(a) if not isinstance(a, str) else (a, 1.0, None) for a in self.archs)
@@ -102,6 +123,25 @@ class EvaluatorConfig:
                 raise ValueError(f"EvaluatorConfig.{name} must be a positive integer, got {value!r}")
         if self.val_examples < 0:
             raise ValueError(f"val_examples must be >= 0, got {self.val_examples}")
+        if self.hurdle_step == 0:
+            # 0 is the command line's "off"; stored as None so both spell the same scoring setting.
+            object.__setattr__(self, "hurdle_step", None)
+        if self.hurdle_step is not None and not (isinstance(self.hurdle_step, int)
+                                                 and 1 <= self.hurdle_step < self.quality_steps):
+            raise ValueError(f"EvaluatorConfig.hurdle_step must be None or an integer in "
+                             f"1..{self.quality_steps - 1} (below quality_steps), got {self.hurdle_step!r}")
+        if not isinstance(self.hurdle_window, int) or self.hurdle_window < 1:
+            raise ValueError(f"EvaluatorConfig.hurdle_window must be a positive integer, "
+                             f"got {self.hurdle_window!r}")
+        hurdle_archs = self.hurdle_archs
+        hurdle_archs = (hurdle_archs,) if isinstance(hurdle_archs, str) else tuple(hurdle_archs)
+        unknown = set(hurdle_archs) - set(ARCHITECTURES)
+        if unknown:
+            raise ValueError(f"EvaluatorConfig.hurdle_archs must name proxies of {ARCHITECTURES}, got "
+                             f"{sorted(unknown)}")
+        object.__setattr__(self, "hurdle_archs", hurdle_archs)
+        if not math.isfinite(self.hurdle_margin):
+            raise ValueError(f"EvaluatorConfig.hurdle_margin must be finite, got {self.hurdle_margin!r}")
 
     @property
     def objectives(self) -> tuple:
@@ -224,24 +264,54 @@ def stability_test(model, images, labels, steps: int = 100, step_size: float = 0
     return {"passed": True, "max_grad_norm": worst, "steps": steps}
 
 
-def quality_test(model, train_batches, val_batches, config: EvaluatorConfig) -> dict:
-    """Trains ``model`` for ``config.quality_steps`` steps, then scores it on ``val_batches``."""
+def quality_test(model, train_batches, val_batches, config: EvaluatorConfig, hurdle: bool = True) -> dict:
+    """Trains ``model`` for ``config.quality_steps`` steps, then scores it on ``val_batches``.
+
+    With ``hurdle`` and ``config.hurdle_step`` set, the training stops at that step when the mean
+    cross-entropy of the last ``config.hurdle_window`` steps is still
+    ``>= ln(num_classes) - config.hurdle_margin``; the validation pass is then skipped too.
+
+    Returns:
+      ``{'passed', 'accuracy', 'steps', 'losses', 'train_s', 'eval_s', ...}``: ``steps`` is the number
+      of training steps run and ``losses`` the per-step training cross-entropies (4 decimals). A
+      diverged run adds ``diverged_at``; a run stopped at the hurdle has ``accuracy`` None and adds
+      ``hurdle = {'step', 'loss', 'limit'}``; a completed run adds ``val_loss`` and ``train_loss``.
+    """
     from evonorm.experiments import training  # noqa: PLC0415
 
     train_config = training.TrainConfig(steps=config.quality_steps, base_lr=config.base_lr,
                                         momentum=config.momentum, weight_decay=config.weight_decay,
                                         schedule="cosine", log_every=config.quality_steps)
+    losses, stopped = [], {}
+    # Chance level of the cross-entropy: a classifier that learned nothing predicts the uniform
+    # distribution (Fashion-MNIST and CIFAR-10 classes are balanced).
+    limit = math.log(int(model.output_shape[-1])) - config.hurdle_margin
+    hurdle_step = config.hurdle_step if hurdle else None
+
+    def on_step(step, loss):
+        losses.append(loss)
+        if step != hurdle_step:
+            return False
+        mean = float(np.mean(losses[-config.hurdle_window:]))
+        if mean >= limit:
+            stopped.update(step=step, loss=mean, limit=limit)
+            return True
+        return False
+
     t0 = time.perf_counter()
-    history = training.train(model, train_batches, train_config)
+    history = training.train(model, train_batches, train_config, on_step=on_step)
     train_s = time.perf_counter() - t0
+    common = {"steps": history.completed_steps, "losses": [round(v, 4) for v in losses], "train_s": train_s}
     if history.diverged:
-        return {"passed": False, "accuracy": None, "diverged_at": history.diverged_at, "train_s": train_s,
-                "eval_s": 0.0}
+        return {"passed": False, "accuracy": None, "diverged_at": history.diverged_at, "eval_s": 0.0,
+                **common}
+    if stopped:
+        return {"passed": False, "accuracy": None, "hurdle": stopped, "eval_s": 0.0, **common}
     t0 = time.perf_counter()
     accuracy, loss = training.evaluate(model, val_batches)
     return {"passed": accuracy >= config.quality_threshold, "accuracy": float(accuracy),
-            "val_loss": float(loss), "train_loss": history.final_train_loss, "train_s": train_s,
-            "eval_s": time.perf_counter() - t0}
+            "val_loss": float(loss), "train_loss": history.final_train_loss,
+            "eval_s": time.perf_counter() - t0, **common}
 
 
 def _rejection_category(message: str) -> str:
@@ -318,13 +388,27 @@ class Evaluator:
                                 input_shape=x_train.shape[1:], num_classes=int(y_train.max()) + 1)
             timings[f"{arch}_build_s"] += time.perf_counter() - t0
             quality = quality_test(model, _batches(x_train, y_train, cfg.batch_size, mean, std, arch_seed),
-                                   _eval_batches(x_val, y_val, 256, mean, std), cfg)
+                                   _eval_batches(x_val, y_val, 256, mean, std), cfg,
+                                   hurdle=arch in cfg.hurdle_archs)
             timings[f"{arch}_quality_s"] = quality.pop("train_s")
             timings[f"{arch}_eval_s"] = quality.pop("eval_s")
             extras["accuracy"][arch] = quality["accuracy"]
             extras.setdefault("quality", {})[arch] = quality
             if quality["passed"]:
                 scores[arch] = quality["accuracy"]
+            elif "hurdle" in quality:
+                # Its own category: hurdle rejections stay countable, so the rule's false-abort rate
+                # can be audited on any stored search.
+                rejected = rejected or "hurdle"
+                hurdle = quality["hurdle"]
+                first = max(1, hurdle["step"] - cfg.hurdle_window + 1)
+                extras.setdefault("reason", (
+                    f"hurdle: {arch} training loss {hurdle['loss']:.3f} (mean of steps "
+                    f"{first}-{hurdle['step']}) >= {hurdle['limit']:.3f} (chance - {cfg.hurdle_margin:g}); "
+                    f"stopped at step "
+                    f"{hurdle['step']} of {cfg.quality_steps}"))
+                if cfg.short_circuit:
+                    break
             else:
                 rejected = rejected or "quality"
                 acc = quality["accuracy"]

@@ -79,6 +79,9 @@ def define_flags(flag_values=None):
                          "(default 50; 0: the rule of databases written before it).", flag_values=fv)
     flags.DEFINE_integer("quality_steps", None, "Override the quality test's training steps.", flag_values=fv)
     flags.DEFINE_integer("stability_steps", None, "Override the stability test's ascent steps.", flag_values=fv)
+    flags.DEFINE_integer("quality_hurdle_step", None, "Stop a quality test at this step when its training loss "
+                         "is still at chance (rejected as 'hurdle'; 0: off; see official/results/search/"
+                         "hurdle.md).", flag_values=fv)
     flags.DEFINE_string("compare_workdir", None, "Another search's workdir drawn in Figure 6.", flag_values=fv)
     return fv
 
@@ -276,7 +279,8 @@ def main(argv, flag_values=None):
             distinct_population=FLAGS.distinct_population, max_redraws=FLAGS.max_redraws,
             evaluator__data=FLAGS.data,
             evaluator__data_dir=FLAGS.data_dir, evaluator__quality_steps=FLAGS.quality_steps,
-            evaluator__stability_steps=FLAGS.stability_steps)
+            evaluator__stability_steps=FLAGS.stability_steps,
+            evaluator__hurdle_step=FLAGS.quality_hurdle_step)
     except ValueError as err:
         raise app.UsageError(str(err)) from err
     if FLAGS.backend == "ray" and FLAGS.ray_address is None:
