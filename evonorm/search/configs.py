@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # built, so that importing this module -- and ``evonorm-search`` before it builds its config -- stays
 # cheap, and a broken database is reported before TensorFlow's start-up.
 
-__all__ = ["SearchConfig", "CONFIGS", "get_config", "tiny", "default", "paper", "UNSCORED_EVALUATOR_FIELDS",
+__all__ = ["SearchConfig", "CONFIGS", "get_config", "tiny", "default", "seeds", "paper", "UNSCORED_EVALUATOR_FIELDS",
            "scoring_defaults"]
 
 # EvaluatorConfig fields that do not change any result: where the data files lie (the data set is
@@ -146,6 +146,26 @@ def default() -> SearchConfig:
         rerank_steps=1000)
 
 
+def seeds() -> SearchConfig:
+    """The multi-seed study's search, sized so that 3 seeds x 2 arms x 2 series fit one session of
+    the 2-core machine: ``default``'s protocol (100 training steps at batch 128, 100 ascent steps,
+    2000 validation images, population 30, tournament 6, mutations from 2 accepted layers) on the
+    ResNet proxy alone, the gate that rejects about 95% of the candidates that reach TensorFlow in
+    the stored ``default`` runs, and 150 evaluated candidates. Found layers are then re-ranked on all
+    three proxies (:mod:`evonorm.search.rerank`).
+
+    Command: ``python scripts/search_seeds.py --workdir=runs/seeds`` (every run with both cores, arms
+    in turn; about 6 min per run).
+    """
+    from evonorm.search.evaluator import EvaluatorConfig  # noqa: PLC0415
+
+    return SearchConfig(
+        name="seeds",
+        evaluator=EvaluatorConfig(archs=(("resnet", 0.5, None),), val_examples=2000),
+        budget=150, max_seconds=1200.0, population_size=30, min_population=2, tournament_size=6,
+        workers=2, top_k=5)
+
+
 def paper() -> SearchConfig:
     """Paper-sized search for clusters: three full-width proxies (module :mod:`evonorm.search.proxy`),
     100 steps at batch 128, 100 ascent steps, the whole 10k validation split; the shared paper text
@@ -165,7 +185,7 @@ def paper() -> SearchConfig:
         rerank_steps=5000)
 
 
-CONFIGS = {"tiny": tiny, "default": default, "paper": paper}
+CONFIGS = {"tiny": tiny, "default": default, "seeds": seeds, "paper": paper}
 
 
 def scoring_defaults() -> dict[str, Any]:
