@@ -151,18 +151,18 @@ def seeds() -> SearchConfig:
     the 2-core machine: ``default``'s protocol (100 training steps at batch 128, 100 ascent steps,
     2000 validation images, population 30, tournament 6, mutations from 2 accepted layers) on the
     ResNet proxy alone, the gate that rejects about 95% of the candidates that reach TensorFlow in
-    the stored ``default`` runs, and 150 evaluated candidates. Found layers are then re-ranked on all
+    the stored ``default`` runs, and 250 evaluated candidates. Found layers are then re-ranked on all
     three proxies (:mod:`evonorm.search.rerank`).
 
     Command: ``python scripts/search_seeds.py --workdir=runs/seeds`` (every run with both cores, arms
-    in turn; about 6 min per run).
+    in turn; about 6-8 min per run).
     """
     from evonorm.search.evaluator import EvaluatorConfig  # noqa: PLC0415
 
     return SearchConfig(
         name="seeds",
         evaluator=EvaluatorConfig(archs=(("resnet", 0.5, None),), val_examples=2000),
-        budget=150, max_seconds=1200.0, population_size=30, min_population=2, tournament_size=6,
+        budget=250, max_seconds=1500.0, population_size=30, min_population=2, tournament_size=6,
         workers=2, top_k=5)
 
 
