@@ -47,8 +47,8 @@ def run_campaign(workdir: str, seeds=(0, 1, 2), series=("B", "S"), config: str =
                  extra_flags=(), log=print) -> list:
     """Runs every (series, seed, kind) not yet finished, arms interleaved; returns the run dirs."""
     dirs = []
-    for name in series:
-        for seed in seeds:
+    for seed in seeds:  # seed-major: a campaign cut short still has every series and arm at each seed
+        for name in series:
             for kind in KINDS:
                 path = run_dir(workdir, name, kind, seed)
                 dirs.append(path)
@@ -71,6 +71,8 @@ def main(argv=None):
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--series", default="B,S")
     parser.add_argument("--config", default="seeds")
+    parser.add_argument("--budget", type=int, default=None, help="evaluated candidates per run (overrides "
+                        "the config; the summary cuts every run at the budget all of them reached)")
     parser.add_argument("--summarize", action="store_true", help="only summarize the existing runs")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -79,7 +81,8 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown series {sorted(unknown)}; expected some of {sorted(SERIES)}")
     if not args.summarize:
-        run_campaign(args.workdir, seeds, series, args.config)
+        extra = [f"--budget={args.budget}"] if args.budget else []
+        run_campaign(args.workdir, seeds, series, args.config, extra_flags=extra)
     if "summarize" in globals():
         print(open(summarize(args.workdir, seeds, series), encoding="utf-8").read())
 
