@@ -204,10 +204,80 @@ def _train_step_fn(model, optimizer, config: TrainConfig):
     return step
 
 
+class MomentumSGD:
+    """SGD with momentum: exactly the update of ``tf_keras.optimizers.SGD(schedule, momentum)``.
+
+    ``m <- -lr * g + m * momentum; w <- w + m`` with ``lr = schedule(iterations)`` taken before the
+    step, then ``iterations += 1`` -- the same ops in the same order, so the weights are bit-identical
+    (``tests/experiments/test_trainer.py``). What it leaves out is Keras's per-variable optimizer
+    machinery (distribution merge calls, gradient filtering, clipping and decay hooks, slot
+    bookkeeping), which made tracing the train step take about twice as long
+    (``official/results/search/throughput.md``); the layer search traces a new step for every candidate.
+
+    Args:
+      schedule: a callable ``step -> learning rate`` (e.g. :class:`WarmupDecay`) or a float.
+      momentum: the momentum coefficient.
+      variables: the variables it will update (their momentum slots are created now, eagerly).
+    """
+
+    def __init__(self, schedule, momentum: float, variables):
+        self.schedule = schedule
+        self.momentum = float(momentum)
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
+        self._slots = {id(v): tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="momentum")
+                       for v in variables}
+
+    @property
+    def variables(self) -> list:
+        """The step counter and every momentum slot."""
+        return [self.iterations, *self._slots.values()]
+
+    def apply_gradients(self, grads_and_vars):
+        lr_value = self.schedule(self.iterations) if callable(self.schedule) else self.schedule
+        for grad, var in grads_and_vars:
+            if grad is None:
+                continue
+            if isinstance(grad, tf.IndexedSlices):
+                grad = tf.convert_to_tensor(grad)
+            slot = self._slots.get(id(var))
+            if slot is None:
+                raise ValueError(f"MomentumSGD was not built for variable {var.name}")
+            lr = tf.cast(lr_value, var.dtype)
+            slot.assign(-grad * lr + slot * tf.cast(self.momentum, var.dtype))
+            var.assign_add(slot)
+        return self.iterations.assign_add(1)
+
+
+class Trainer:
+    """The schedule, optimizer and traced train step of one model, reusable across runs.
+
+    ``train(..., trainer=Trainer(model, config))`` trains with them after :meth:`reset` (step 0, zero
+    momentum), so a caller that trains one model several times from fresh weights traces the step
+    once. ``optimizer='keras'`` uses ``tf_keras.optimizers.SGD`` instead of :class:`MomentumSGD` (the
+    same weights, a slower trace; the search's throughput benchmark uses it as its baseline).
+    """
+
+    def __init__(self, model, config: TrainConfig, optimizer: str = "lean"):
+        if optimizer not in ("lean", "keras"):
+            raise ValueError(f"Trainer optimizer must be 'lean' (MomentumSGD) or 'keras', got {optimizer!r}")
+        self.model, self.config = model, config
+        self.schedule = WarmupDecay(config)
+        self.optimizer = (MomentumSGD(self.schedule, config.momentum, model.trainable_variables)
+                          if optimizer == "lean" else
+                          tf_keras.optimizers.SGD(learning_rate=self.schedule, momentum=config.momentum))
+        self.step_fn = _train_step_fn(model, self.optimizer, config)
+
+    def reset(self) -> None:
+        """Step counter and momentum back to zero."""
+        for var in self.optimizer.variables:
+            var.assign(tf.zeros_like(var))
+
+
 def train(model, train_data, config: TrainConfig, eval_data=None,
           on_log: Callable[[dict], None] | None = None,
           on_eval: Callable[[dict], None] | None = None,
-          on_step: Callable[[int, float], bool] | None = None) -> TrainHistory:
+          on_step: Callable[[int, float], bool] | None = None,
+          trainer: Trainer | None = None) -> TrainHistory:
     """Trains ``model`` in place for ``config.steps`` steps.
 
     Args:
@@ -223,15 +293,20 @@ def train(model, train_data, config: TrainConfig, eval_data=None,
         a true return stops the run after that step (``completed_steps`` says where; no final
         ``on_log`` record is written for a stopped run, and the final evaluation still runs). The
         layer search's quality-test hurdle uses it. None (the default) changes nothing.
+      trainer: a :class:`Trainer` of this model and config to reuse (reset first); None builds one.
 
     Returns:
       A ``TrainHistory``. A non-finite training loss stops the run with ``diverged=True``.
     """
     start = time.perf_counter()
     history = TrainHistory(steps=config.steps)
-    schedule = WarmupDecay(config)
-    optimizer = tf_keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum)
-    step_fn = _train_step_fn(model, optimizer, config)
+    if trainer is None:
+        trainer = Trainer(model, config)
+    elif trainer.model is not model or trainer.config != config:
+        raise ValueError("train(trainer=...) needs a Trainer built for this model and this TrainConfig")
+    else:
+        trainer.reset()
+    schedule, step_fn = trainer.schedule, trainer.step_fn
     iterator = iter(train_data)
     window_loss, window_acc = [], []
     train_time, first_step_time = 0.0, 0.0

@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 
-__all__ = ["bench_generation", "bench_proxies", "write_report", "main"]
+__all__ = ["bench_generation", "bench_proxies", "sample_stored_candidates", "bench_funnel", "funnel_report",
+           "write_report", "main"]
 
 
 def bench_generation(count: int = 2000, seed: int = 0, allow_batch_ops: bool = True) -> dict:
@@ -77,7 +78,71 @@ def bench_proxies(evaluator_config, graph_name: str = "evonorm_b0", seed: int = 
     return rows
 
 
-def write_report(path, config_name, evaluator_config, gen, rows, machine, command, load) -> str:
+def sample_stored_candidates(db_path: str, count: int, seed: int = 0) -> list:
+    """``count`` evaluated (not duplicate) candidates of a stored search, drawn uniformly without
+    replacement: ``[(graph JSON dict, evaluation seed, stored outcome)]``."""
+    from evonorm.search.store import DUPLICATE, SearchStore  # noqa: PLC0415
+
+    with SearchStore(db_path) as store:
+        rows = [r for r in store.records() if r.status != DUPLICATE]
+    if not rows:
+        raise ValueError(f"{db_path} holds no evaluated candidate")
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(rows), min(count, len(rows)), replace=False)
+    return [(rows[i].candidate, int(rows[i].seed or 0), rows[i].rejected or "accepted") for i in sorted(picked)]
+
+
+def bench_funnel(evaluator_config, candidates, allow_batch_ops: bool = True) -> dict:
+    """Evaluates every candidate with the stored runs' evaluator costs and with today's, interleaved
+    in this process (alternating which goes first), and returns both total times and outcomes.
+
+    The baseline is ``Evaluator(stored_costs=True)``: no information filter, a second proxy build for
+    the quality test, Keras's SGD. Throughput is candidates per core-hour (one TensorFlow thread).
+    """
+    from evonorm.search.evaluator import Evaluator, _configure_threads  # noqa: PLC0415
+
+    _configure_threads(evaluator_config.threads)
+    arms = {"stored": Evaluator(evaluator_config, allow_batch_ops, stored_costs=True),
+            "today": Evaluator(evaluator_config, allow_batch_ops)}
+    arms["today"](candidates[0][0], candidates[0][1])  # warm-up (TensorFlow import, data) for both arms
+    seconds = {name: 0.0 for name in arms}
+    outcomes = []
+    for k, (candidate, seed, stored) in enumerate(candidates):
+        order = list(arms) if k % 2 == 0 else list(arms)[::-1]
+        row = {"stored_outcome": stored}
+        for name in order:
+            t0 = time.perf_counter()
+            result = arms[name](candidate, seed)
+            seconds[name] += time.perf_counter() - t0
+            row[name] = result.rejected or "accepted"
+        outcomes.append(row)
+    n = len(candidates)
+    return {"count": n, "seconds": seconds,
+            "per_core_hour": {name: 3600.0 * n / max(s, 1e-9) for name, s in seconds.items()},
+            "ratio": seconds["stored"] / max(seconds["today"], 1e-9), "outcomes": outcomes}
+
+
+def funnel_report(result, db_path, machine, command, load) -> list:
+    """Markdown lines of :func:`bench_funnel`'s result."""
+    import collections  # noqa: PLC0415
+
+    decisions = collections.Counter((o["stored"], o["today"]) for o in result["outcomes"])
+    lines = ["## Funnel: stored candidates through the stored and today's evaluator", "",
+             f"- candidates: {result['count']} drawn uniformly from the evaluated (not duplicate) rows of "
+             f"`{db_path}`, each evaluated by both arms in this process, alternating which goes first",
+             f"- machine: {machine} (1-min load average {load[0]:.1f} at start, {load[1]:.1f} at the end)",
+             f"- command: `{command}`", "",
+             "| arm | seconds | candidates per core-hour |", "|---|---|---|"]
+    for name, label in (("stored", "stored runs' evaluator (no information filter, 2 builds, Keras SGD)"),
+                        ("today", "today's evaluator")):
+        lines.append(f"| {label} | {result['seconds'][name]:.0f} | {result['per_core_hour'][name]:.0f} |")
+    lines += ["", f"**Ratio: x{result['ratio']:.2f}** candidates per core-hour (stored time / today's time).",
+              "", "Outcomes (stored evaluator -> today's):", ""]
+    lines += [f"- {a} -> {b}: {c}" for (a, b), c in sorted(decisions.items())]
+    return lines
+
+
+def write_report(path, config_name, evaluator_config, gen, rows, machine, command, load, funnel=None) -> str:
     cfg = evaluator_config
     lines = ["# Layer-search throughput", "", f"- machine: {machine} (shared with other jobs; 1-min load "
              f"average {load[0]:.1f} at start, {load[1]:.1f} at the end)", f"- command: `{command}`",
@@ -100,6 +165,8 @@ def write_report(path, config_name, evaluator_config, gen, rows, machine, comman
     total = sum(r["stability_s"] + r["quality_s"] for r in rows)
     lines += ["", f"A candidate passing every test costs about {total:.0f} s of one worker "
               f"({60 / total:.2f} candidates/min per core), model building and tracing included."]
+    if funnel is not None:
+        lines += [""] + funnel
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
@@ -116,14 +183,26 @@ def main(argv=None):
     parser.add_argument("--config", default="default")
     parser.add_argument("--count", type=int, default=2000, help="random graphs for the driver-side stages")
     parser.add_argument("--out", default="official/results/search/throughput.md")
+    parser.add_argument("--funnel_db", default="official/results/search/random_default/search.db",
+                        help="stored search whose candidates the funnel benchmark replays ('' to skip)")
+    parser.add_argument("--funnel_count", type=int, default=40, help="candidates drawn for the funnel benchmark")
     args = parser.parse_args(argv)
     config = get_config(args.config)
+    command = "python scripts/benchmark_search.py " + " ".join(sys.argv[1:] if argv is None else argv)
     load_start = os.getloadavg()[0]
     gen = bench_generation(args.count, allow_batch_ops=config.allow_batch_ops)
     rows = bench_proxies(config.evaluator)
-    command = "python scripts/benchmark_search.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    funnel = None
+    if args.funnel_db:
+        if not os.path.exists(args.funnel_db):
+            parser.error(f"--funnel_db {args.funnel_db} does not exist (pass '' to skip the funnel benchmark)")
+        load_funnel = os.getloadavg()[0]
+        result = bench_funnel(config.evaluator, sample_stored_candidates(args.funnel_db, args.funnel_count),
+                              config.allow_batch_ops)
+        funnel = funnel_report(result, args.funnel_db, machine_description(), command.strip(),
+                               (load_funnel, os.getloadavg()[0]))
     path = write_report(args.out, args.config, config.evaluator, gen, rows, machine_description(),
-                        command.strip(), (load_start, os.getloadavg()[0]))
+                        command.strip(), (load_start, os.getloadavg()[0]), funnel)
     print(open(path, encoding="utf-8").read())
 
 

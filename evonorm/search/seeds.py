@@ -40,7 +40,7 @@ def run_dir(workdir: str, series: str, kind: str, seed: int) -> str:
 
 
 def _finished(path: str) -> bool:
-    return os.path.exists(os.path.join(path, "summary.json"))
+    return os.path.exists(os.path.join(path, "summary.md"))
 
 
 def run_campaign(workdir: str, seeds=(0, 1, 2), series=("B", "S"), config: str = "seeds",

@@ -97,3 +97,49 @@ def test_short_dataset_is_an_error(rng):
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
     with pytest.raises(ValueError, match="ran out after 1 of 5 steps"):
         training.train(_small_model(), ds, training.TrainConfig(steps=5))
+
+
+def _weights_after_steps(optimizer_kind, steps=12):
+    tf_keras.backend.clear_session()
+    tf_keras.utils.set_random_seed(3)
+    model = _small_model()
+    config = training.TrainConfig(steps=steps, base_lr=0.2, warmup_steps=3, schedule="cosine")
+    schedule = training.WarmupDecay(config)
+    if optimizer_kind == "keras":
+        optimizer = tf_keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum)
+    else:
+        optimizer = training.MomentumSGD(schedule, config.momentum, model.trainable_variables)
+    step = training._train_step_fn(model, optimizer, config)  # noqa: SLF001
+    x, y = _toy_data(np.random.default_rng(5), n=64)
+    for _ in range(steps):
+        step(tf.constant(x), tf.constant(y))
+    return [w.copy() for w in model.get_weights()], int(optimizer.iterations.numpy())
+
+
+def test_momentum_sgd_is_bit_identical_to_keras_sgd():
+    keras_weights, keras_steps = _weights_after_steps("keras")
+    lean_weights, lean_steps = _weights_after_steps("lean")
+    assert keras_steps == lean_steps == 12
+    for a, b in zip(keras_weights, lean_weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_trainer_reuses_one_traced_step_and_resets_between_runs(rng):
+    tf_keras.backend.clear_session()
+    model = _small_model()
+    config = training.TrainConfig(steps=5, base_lr=0.1, log_every=5)
+    trainer = training.Trainer(model, config)
+    initial = model.get_weights()
+    x, y = _toy_data(rng, n=80)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).repeat()
+    first = training.train(model, ds, config, trainer=trainer)
+    after_first = model.get_weights()
+    model.set_weights(initial)
+    second = training.train(model, ds, config, trainer=trainer)
+    assert int(trainer.optimizer.iterations.numpy()) == 5  # reset, not 10
+    for a, b in zip(after_first, model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # same start, same batches, zeroed momentum: same run
+    assert first.final_train_loss == second.final_train_loss
+    assert trainer.step_fn.experimental_get_tracing_count() == 1
+    with pytest.raises(ValueError, match="Trainer built for this model"):
+        training.train(_small_model(), ds, config, trainer=trainer)

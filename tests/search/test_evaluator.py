@@ -60,3 +60,28 @@ def test_problem_assembly_dedups_equivalent_graphs():
     b = Graph([("add", (2, 0))])
     assert problem.key(a) == problem.key(b)
     assert problem.objectives == ("resnet",)
+
+
+def test_restored_weights_give_the_rebuilt_models_result():
+    """The evaluator restores the initial weights after the ascent instead of rebuilding the proxy:
+    the quality test must be the one the old two-build protocol ran (same seed, same data)."""
+    import tf_keras
+
+    from evonorm.search import evaluator as ev
+    from evonorm.search.proxy import ProxySpec, build_proxy, norm_act_factory
+
+    graph, seed = KNOWN_GRAPHS["evonorm_s0"], 5
+    result = Evaluator(TINY)(graph.to_dict(), seed)
+    x_train, y_train, x_val, y_val, mean, std = ev.load_data(TINY.data, None, TINY.validation_size)
+    x_val, y_val = x_val[:TINY.val_examples], y_val[:TINY.val_examples]
+
+    def fresh():
+        tf_keras.backend.clear_session()
+        tf_keras.utils.set_random_seed(seed)
+        return build_proxy(ProxySpec("resnet", 0.25), factory=norm_act_factory(graph, group_size=TINY.group_size),
+                           input_shape=x_train.shape[1:], num_classes=10)
+
+    rebuilt = ev.quality_test(fresh(), ev._batches(x_train, y_train, TINY.batch_size, mean, std, seed),  # noqa: SLF001
+                              ev._eval_batches(x_val, y_val, 256, mean, std), TINY)  # noqa: SLF001
+    assert result.extras["quality"]["resnet"]["losses"] == rebuilt["losses"]
+    assert result.scores["resnet"] == rebuilt["accuracy"]

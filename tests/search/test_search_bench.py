@@ -1,0 +1,49 @@
+"""The funnel benchmark replays stored candidates through the stored runs' evaluator and today's."""
+
+import os
+
+import pytest
+
+from evonorm.search import bench
+from evonorm.search.evaluator import EvaluatorConfig, Evaluator
+from evonorm.search.graph import Graph
+from evonorm.search.known_graphs import KNOWN_GRAPHS
+
+pytest.importorskip("tensorflow")
+
+TINY = EvaluatorConfig(archs=(("resnet", 0.25, None),), batch_size=32, quality_steps=20, stability_steps=3,
+                       stability_batch=8, val_examples=256)
+STORED_DB = os.path.join(os.path.dirname(__file__), "..", "..", "official", "results", "search", "random_default",
+                         "search.db")
+
+
+def test_sample_stored_candidates_draws_evaluated_rows():
+    picked = bench.sample_stored_candidates(STORED_DB, 5, seed=1)
+    assert len(picked) == 5
+    for candidate, seed, outcome in picked:
+        Graph.from_dict(candidate)
+        assert isinstance(seed, int) and outcome
+    assert picked == bench.sample_stored_candidates(STORED_DB, 5, seed=1)
+
+
+def test_stored_costs_baseline_keeps_decisions_but_skips_the_information_filter():
+    uninformative = Graph([("std_bwh", (0,))]).to_dict()  # sqrt(s2_bwh(x)): same for every sample
+    assert Evaluator(TINY)(uninformative, 0).rejected == "uninformative"
+    assert Evaluator(TINY, stored_costs=True)(uninformative, 0).rejected == "quality"
+    good = KNOWN_GRAPHS["evonorm_s0"].to_dict()
+    today, stored = Evaluator(TINY)(good, 2), Evaluator(TINY, stored_costs=True)(good, 2)
+    # Same weights, same batches, bit-identical optimizer: the same quality test.
+    assert today.extras["quality"]["resnet"]["losses"] == stored.extras["quality"]["resnet"]["losses"]
+    assert today.scores == stored.scores
+
+
+def test_bench_funnel_reports_a_ratio():
+    candidates = [(KNOWN_GRAPHS["evonorm_s0"].to_dict(), 0, "accepted"),
+                  (Graph([("std_bwh", (0,))]).to_dict(), 1, "quality")]
+    result = bench.bench_funnel(TINY, candidates)
+    assert result["count"] == 2 and result["ratio"] > 0
+    good, useless = result["outcomes"]
+    assert good["today"] == good["stored"]
+    assert useless["today"] == "uninformative" and useless["stored"] != "uninformative"
+    lines = bench.funnel_report(result, "db", "machine", "cmd", (0.0, 0.0))
+    assert any(line.startswith("**Ratio: x") for line in lines)
