@@ -44,8 +44,11 @@ def _finished(path: str) -> bool:
 
 
 def run_campaign(workdir: str, seeds=(0, 1, 2), series=("B", "S"), config: str = "seeds",
-                 extra_flags=(), log=print) -> list:
-    """Runs every (series, seed, kind) not yet finished, arms interleaved; returns the run dirs."""
+                 extra_flags=(), log=print, run=subprocess.run) -> list:
+    """Runs every (series, seed, kind) not yet finished, arms interleaved; returns the run dirs.
+
+    ``run(cmd, check=True)`` starts one search (``subprocess.run``; tests pass a recorder).
+    """
     dirs = []
     for seed in seeds:  # seed-major: a campaign cut short still has every series and arm at each seed
         for name in series:
@@ -60,10 +63,176 @@ def run_campaign(workdir: str, seeds=(0, 1, 2), series=("B", "S"), config: str =
                        f"--workdir={path}", *extra_flags]
                 log("seeds: " + " ".join(cmd[1:]))
                 t0 = time.time()
-                subprocess.run(cmd, check=True)
+                run(cmd, check=True)
                 log(f"seeds: {path} done in {time.time() - t0:.0f} s")
     return dirs
 
+
+
+def _load_run(path):
+    from evonorm.search.store import SearchStore  # noqa: PLC0415
+
+    db = os.path.join(path, "search.db")
+    if not os.path.exists(db):
+        return None
+    with SearchStore(db) as store:
+        return store.get_meta(), list(store.records())
+
+
+def _curves_on_grid(records, objectives, top, grid):
+    """Best-so-far and top-``top`` mean at every budget of ``grid`` (NaN before they exist)."""
+    from evonorm.search.plots import progress_curves  # noqa: PLC0415
+
+    xs, best, topmean = progress_curves(records, objectives, top)
+    out_best, out_top = np.full(len(grid), np.nan), np.full(len(grid), np.nan)
+    for j, x in enumerate(grid):
+        k = np.searchsorted(xs, x, side="right") - 1
+        if k >= 0:
+            out_best[j] = best[k]
+            if k >= top - 1:
+                out_top[j] = topmean[k]
+    return out_best, out_top
+
+
+def series_statistics(workdir: str, series: str, seeds, top: int = 5) -> dict:
+    """Per run and per arm statistics of one series, cut at the budget every finished run reached."""
+    from evonorm.search.compare import run_statistics  # noqa: PLC0415
+    from evonorm.search.plots import diversity_series  # noqa: PLC0415
+
+    loaded = {}
+    for kind in KINDS:
+        for seed in seeds:
+            run = _load_run(run_dir(workdir, series, kind, seed))
+            if run is not None:
+                loaded[(kind, seed)] = run
+    if not loaded:
+        return {"series": series, "runs": {}, "arms": {}, "common": 0}
+    objectives = list(next(iter(loaded.values()))[0]["objectives"])
+    whole = {key: run_statistics(records, objectives, top) for key, (_, records) in loaded.items()}
+    common = min(s["evaluated"] for s in whole.values())
+    runs = {}
+    for key, (meta, records) in loaded.items():
+        stats = run_statistics(records, objectives, top, max_evaluated=common)
+        diversity = diversity_series(records, meta) if key[0] == "evolution" else []
+        stats["distinct_end"] = diversity[-1][1] if diversity else None
+        stats["whole_evaluated"] = whole[key]["evaluated"]
+        runs[key] = stats
+    arms = {}
+    for kind in KINDS:
+        rows = [runs[(kind, seed)] for seed in seeds if (kind, seed) in runs]
+        if not rows:
+            continue
+
+        def spread(values):
+            values = [v for v in values if v is not None]
+            if not values:
+                return None, None, 0
+            return (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                    len(values))
+
+        arms[kind] = {"seeds": len(rows), "best": spread([r["best"] for r in rows]),
+                      "top_mean": spread([r["top_mean"] for r in rows]),
+                      "accepted": spread([sum(r["accepted"].values()) for r in rows]),
+                      "worker_hours": spread([r["worker_hours"] for r in rows])}
+    return {"series": series, "objectives": objectives, "runs": runs, "arms": arms, "common": common,
+            "top": top, "loaded": loaded}
+
+
+def _f(value, digits=3):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _pm(stat, digits=3):
+    mean, sd, n = stat
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "") + f" (n={n})"
+
+
+def seeds_markdown(stats_by_series, command: str | None = None, machine: str | None = None) -> str:
+    """``seeds.md``: per-run and per-arm tables of every series."""
+    lines = ["# Evolution vs random search over seeds", ""]
+    if machine:
+        lines += [f"- machine: {machine}"]
+    if command:
+        lines += [f"- command: `{command}`"]
+    lines += ["- scores: validation accuracy (mean over the config's proxies) of accepted candidates; best and "
+              "top-k mean at the budget every run of the series reached (evaluated candidates, duplicates "
+              "excluded); mean ± sample std over seeds", ""]
+    for stats in stats_by_series:
+        name = {"B": "B series (batch aggregations allowed)", "S": "S series (batch-independent)"}[stats["series"]]
+        lines += [f"## {name}", ""]
+        if not stats["runs"]:
+            lines += ["No finished run.", ""]
+            continue
+        top = stats["top"]
+        lines += [f"Cut at **{stats['common']}** evaluated candidates per run.", "",
+                  f"| arm | seed | evaluated (whole run) | worker-hours | accepted: random / mutation | best | "
+                  f"top-{top} mean | distinct layers in window at the end |", "|---|---|---|---|---|---|---|---|"]
+        for (kind, seed), r in sorted(stats["runs"].items()):
+            lines.append(f"| {kind} | {seed} | {r['evaluated']} ({r['whole_evaluated']}) | {r['worker_hours']:.2f} | "
+                         f"{r['accepted'].get('random', 0)} / {r['accepted'].get('mutation', 0)} | "
+                         f"{_f(r['best'])} | {_f(r['top_mean'])} | "
+                         f"{'-' if r['distinct_end'] is None else r['distinct_end']} |")
+        lines += ["", f"| arm | seeds | best | top-{top} mean | accepted | worker-hours |", "|---|---|---|---|---|---|"]
+        for kind, a in stats["arms"].items():
+            lines.append(f"| {kind} | {a['seeds']} | {_pm(a['best'])} | {_pm(a['top_mean'])} | "
+                         f"{_pm(a['accepted'], 1)} | {_pm(a['worker_hours'], 2)} |")
+        lines += ["", f"![Figure 6 with bands](fig6_seeds_{stats['series']}.png)", ""]
+    return "\n".join(lines) + "\n"
+
+
+def plot_seed_bands(stats, path) -> str:
+    """Figure 6 over seeds: per arm, mean best-so-far (solid) and top-k mean (dashed) with a band of
+    +- one std over the seeds that have a value there, and each seed's best as a thin line."""
+    from evonorm.search.plots import _figure  # noqa: PLC0415
+
+    fig = _figure(7.0, 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    grid = np.arange(1, max(stats["common"], 1) + 1)
+    colors = {"evolution": "#c0392b", "random": "#4c72b0"}
+    for kind in KINDS:
+        curves = [_curves_on_grid(records, stats["objectives"], stats["top"], grid)
+                  for (k, _), (_, records) in sorted(stats["loaded"].items()) if k == kind]
+        if not curves:
+            continue
+        for idx, label, style in ((0, "best", "-"), (1, f"top-{stats['top']} mean", "--")):
+            values = np.array([c[idx] for c in curves])
+            # Over the seeds that have a value at that budget (a run has no best before its first
+            # accepted layer, no top-k mean before its k-th).
+            present = ~np.isnan(values)
+            counts = present.sum(axis=0)
+            total = np.where(present, values, 0.0).sum(axis=0)
+            mean = np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
+            dev = np.where(present, values - mean, 0.0)
+            sd = np.sqrt((dev ** 2).sum(axis=0) / np.maximum(counts - 1, 1))
+            ax.plot(grid, mean, style, color=colors[kind], drawstyle="steps-post",
+                    linewidth=2.2 if kind == "random" else 1.2, label=f"{kind}: {label} (mean of {len(curves)} seeds)")
+            ax.fill_between(grid, mean - sd, mean + sd, color=colors[kind], alpha=0.15 if idx == 0 else 0.08)
+            if idx == 0:
+                for c in values:
+                    ax.plot(grid, c, "-", color=colors[kind], drawstyle="steps-post", linewidth=0.5, alpha=0.5)
+    ax.set_xlabel("evaluated candidates")
+    ax.set_ylabel("validation accuracy (accepted candidates)")
+    ax.set_title(f"{stats['series']} series: evolution vs random search, +- 1 std over seeds", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def summarize(workdir: str, seeds=(0, 1, 2), series=("B", "S"), command: str | None = None) -> str:
+    """Writes ``WORKDIR/seeds.md`` and the band figures; returns the markdown path."""
+    from evonorm.search.main import machine_description  # noqa: PLC0415
+
+    all_stats = [series_statistics(workdir, name, seeds) for name in series]
+    for stats in all_stats:
+        if stats["runs"]:
+            plot_seed_bands(stats, os.path.join(workdir, f"fig6_seeds_{stats['series']}.png"))
+    path = os.path.join(workdir, "seeds.md")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(seeds_markdown(all_stats, command, machine_description()))
+    return path
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -83,8 +252,8 @@ def main(argv=None):
     if not args.summarize:
         extra = [f"--budget={args.budget}"] if args.budget else []
         run_campaign(args.workdir, seeds, series, args.config, extra_flags=extra)
-    if "summarize" in globals():
-        print(open(summarize(args.workdir, seeds, series), encoding="utf-8").read())
+    command = "python scripts/search_seeds.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(open(summarize(args.workdir, seeds, series, command.strip()), encoding="utf-8").read())
 
 
 if __name__ == "__main__":
