@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 __all__ = ["SERIES", "run_dir", "run_campaign", "series_statistics", "seeds_markdown", "plot_seed_bands",
-           "summarize", "main"]
+           "summarize", "top_layers", "rerank_arms", "main"]
 
 SERIES = {"B": True, "S": False}  # series -> allow_batch_ops
 KINDS = ("evolution", "random")
@@ -234,6 +234,90 @@ def summarize(workdir: str, seeds=(0, 1, 2), series=("B", "S"), command: str | N
         f.write(seeds_markdown(all_stats, command, machine_description()))
     return path
 
+
+def top_layers(workdir: str, series: str, kind: str, seeds, k: int) -> list:
+    """The ``k`` best distinct accepted layers of an arm, pooled over its seeds' runs:
+    ``[(label, Graph, search scores)]`` (distinct by functional key; the best-scored copy kept)."""
+    from evonorm.search.graph import Graph  # noqa: PLC0415
+    from evonorm.search.plots import accepted_mean  # noqa: PLC0415
+
+    pooled = {}
+    for seed in seeds:
+        run = _load_run(run_dir(workdir, series, kind, seed))
+        if run is None:
+            continue
+        meta, records = run
+        for r in records:
+            score = accepted_mean(r, meta["objectives"])
+            if score is not None and (r.key not in pooled or score > pooled[r.key][0]):
+                pooled[r.key] = (score, seed, r)
+    best = sorted(pooled.values(), key=lambda item: -item[0])[:k]
+    return [(f"{series} {kind} s{seed} id {r.id}", Graph.from_dict(r.candidate), r.scores) for _, seed, r in best]
+
+
+def rerank_arms(workdir: str, seeds=(0, 1, 2), series=("B", "S"), top_k: int = 1, steps: int = 300,
+                config: str = "default", jobs: int = 2, log=print) -> str:
+    """Re-trains each arm's pooled top-``top_k`` layers and the baselines identically on every proxy
+    of ``config`` (:func:`evonorm.search.rerank.train_and_score`, held-out validation images), in
+    ``jobs`` processes; writes ``WORKDIR/rerank.md`` and returns its path."""
+    import concurrent.futures  # noqa: PLC0415
+    import multiprocessing  # noqa: PLC0415
+
+    from evonorm.search import rerank  # noqa: PLC0415
+    from evonorm.search.configs import get_config  # noqa: PLC0415
+    from evonorm.search.render import to_text  # noqa: PLC0415
+
+    entries = [(name, name, None) for name in rerank.BASELINES]
+    for name in series:
+        for kind in KINDS:
+            entries += top_layers(workdir, name, kind, seeds, top_k)
+    ev = get_config(config).evaluator
+    jobs_args = [(candidate if isinstance(candidate, str) else candidate.to_dict(), steps, config)
+                 for _, candidate, _ in entries]
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(pool.map(_rerank_one, jobs_args))
+    archs = [a for a, _, _ in ev.archs]
+    rows = []
+    for (label, candidate, search_scores), (scores, seconds) in zip(entries, results):
+        valid = [v for v in scores.values() if v is not None]
+        mean = float(np.mean(valid)) if len(valid) == len(scores) else None
+        formula = candidate if isinstance(candidate, str) else to_text(candidate.prune())
+        rows.append((label, formula, scores, mean, search_scores))
+        log(f"rerank {label}: {scores} ({seconds:.0f} s)")
+    rows.sort(key=lambda row: -(row[3] if row[3] is not None else -1.0))
+    lines = [f"# Re-ranking of each arm's best layers against the baselines ({config} proxies)", "",
+             f"Each layer trained identically for {steps} steps per proxy (cosine schedule, batch "
+             f"{ev.batch_size}, seed 0), scored on the held-out part of the validation split the search "
+             f"never scored on; test set unused. Search score: the layer's validation accuracy in the search "
+             f"(its proxies only).", "",
+             "| rank | layer | " + " | ".join(archs) + " | mean | search score | formula |",
+             "|" + "---|" * (5 + len(archs))]
+    for rank, (label, formula, scores, mean, search_scores) in enumerate(rows, 1):
+        cells = " | ".join("diverged" if scores[a] is None else f"{scores[a]:.3f}" for a in archs)
+        searched = "-" if not search_scores else ", ".join(f"{a} {v:.3f}" for a, v in search_scores.items())
+        lines.append(f"| {rank} | {label} | {cells} | {_f(mean)} | {searched} | "
+                     f"`{formula.replace('|', chr(92) + '|')}` |")
+    path = os.path.join(workdir, "rerank.md")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def _rerank_one(args):
+    candidate, steps, config = args
+    from evonorm.search.configs import get_config  # noqa: PLC0415
+    from evonorm.search.evaluator import _configure_threads, load_data  # noqa: PLC0415
+    from evonorm.search.graph import Graph  # noqa: PLC0415
+    from evonorm.search import rerank  # noqa: PLC0415
+
+    ev = get_config(config).evaluator
+    _configure_threads(ev.threads)
+    _, _, x_val, y_val, _, _ = load_data(ev.data, ev.data_dir, ev.validation_size)
+    skip = ev.val_examples if 0 < ev.val_examples < len(x_val) else 0
+    t0 = time.time()
+    layer = candidate if isinstance(candidate, str) else Graph.from_dict(candidate)
+    return rerank.train_and_score(layer, ev, steps, 0, (x_val[skip:], y_val[skip:])), time.time() - t0
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="runs/seeds")
@@ -243,6 +327,9 @@ def main(argv=None):
     parser.add_argument("--budget", type=int, default=None, help="evaluated candidates per run (overrides "
                         "the config; the summary cuts every run at the budget all of them reached)")
     parser.add_argument("--summarize", action="store_true", help="only summarize the existing runs")
+    parser.add_argument("--rerank_top_k", type=int, default=0,
+                        help="re-train each arm's pooled top-k layers and the baselines on the default proxies")
+    parser.add_argument("--rerank_steps", type=int, default=300)
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     series = [s.strip().upper() for s in args.series.split(",")]
@@ -254,6 +341,9 @@ def main(argv=None):
         run_campaign(args.workdir, seeds, series, args.config, extra_flags=extra)
     command = "python scripts/search_seeds.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print(open(summarize(args.workdir, seeds, series, command.strip()), encoding="utf-8").read())
+    if args.rerank_top_k:
+        print(open(rerank_arms(args.workdir, seeds, series, args.rerank_top_k, args.rerank_steps),
+                   encoding="utf-8").read())
 
 
 if __name__ == "__main__":

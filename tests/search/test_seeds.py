@@ -51,3 +51,22 @@ def test_finished_runs_are_skipped(tmp_path):
                        run=lambda cmd, check: started.append(cmd))
     assert any("random_s0 finished; skipped" in line for line in log)
     assert len(started) == 1 and "--kind=evolution" in started[0] and "--allow_batch_ops=false" in started[0]
+
+
+def test_top_layers_pool_an_arms_seeds_without_copies(tmp_path):
+    from evonorm.search.graph import Graph
+    from evonorm.search.store import Record as R
+
+    for seed, score in ((0, 0.6), (1, 0.7)):
+        path = seeds.run_dir(str(tmp_path), "S", "random", seed)
+        os.makedirs(path)
+        with SearchStore(os.path.join(path, "search.db")) as store:
+            store.set_meta(kind="random", objectives=["resnet"], config={})
+            for i, (key, graph, value) in enumerate((("same", Graph([("sqrt", (0,))]), score),
+                                                     (f"other{seed}", Graph([("tanh", (0,))]), score - 0.3))):
+                store.add(R(proposal=i, key=key, candidate=graph.to_dict(), scores={"resnet": value},
+                            rejected=None, status=ACCEPTED, origin="random"))
+    top = seeds.top_layers(str(tmp_path), "S", "random", (0, 1), k=2)
+    assert [label.split(" id")[0] for label, _, _ in top] == ["S random s1", "S random s1"]
+    assert top[0][2] == {"resnet": 0.7}  # "same" once, its best copy
+    assert abs(top[1][2]["resnet"] - 0.4) < 1e-12
