@@ -37,6 +37,7 @@ def test_stored_costs_baseline_keeps_decisions_but_skips_the_information_filter(
     assert today.scores == stored.scores
 
 
+@pytest.mark.slow  # ~90 s; the arms' equal decisions are pinned above
 def test_bench_funnel_reports_a_ratio():
     candidates = [(KNOWN_GRAPHS["evonorm_s0"].to_dict(), 0, "accepted"),
                   (Graph([("std_bwh", (0,))]).to_dict(), 1, "quality")]
