@@ -69,8 +69,9 @@ def test_classifier_trains_caches_and_reloads(small_classifier, test_images, cap
     images = features.to_model_range(test_images[0][:300])
     f1, l1 = net.features_and_logits(images)
     f2, l2 = again.features_and_logits(images, batch_size=64)
-    np.testing.assert_array_equal(f1, f2)
-    np.testing.assert_array_equal(l1, l2)
+    # Different batch sizes may pick different CPU kernels: equal to float32 rounding, not bit for bit.
+    np.testing.assert_allclose(f1, f2, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(l1, l2, rtol=1e-5, atol=1e-5)
     assert f1.shape == (300, 128) and l1.shape == (300, 10) and f1.dtype == np.float64
 
 
