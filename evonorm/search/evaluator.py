@@ -391,11 +391,14 @@ class Evaluator:
         for k, (arch, width, depth) in enumerate(cfg.archs):
             arch_seed = int(seed) + 1009 * k
             rng = np.random.default_rng(arch_seed)
+            def build(arch=arch, width=width, depth=depth, arch_seed=arch_seed):
+                tf_keras.backend.clear_session()
+                tf_keras.utils.set_random_seed(arch_seed)
+                return build_proxy(ProxySpec(arch, width, depth), factory=factory,
+                                   input_shape=x_train.shape[1:], num_classes=int(y_train.max()) + 1)
+
             t0 = time.perf_counter()
-            tf_keras.backend.clear_session()
-            tf_keras.utils.set_random_seed(arch_seed)
-            model = build_proxy(ProxySpec(arch, width, depth), factory=factory,
-                                input_shape=x_train.shape[1:], num_classes=int(y_train.max()) + 1)
+            model = build()
             initial = model.get_weights()
             timings[f"{arch}_build_s"] = time.perf_counter() - t0
 
@@ -421,10 +424,7 @@ class Evaluator:
             if self.stored_costs:
                 from evonorm.experiments import training  # noqa: PLC0415
 
-                tf_keras.backend.clear_session()
-                tf_keras.utils.set_random_seed(arch_seed)
-                model = build_proxy(ProxySpec(arch, width, depth), factory=factory,
-                                    input_shape=x_train.shape[1:], num_classes=int(y_train.max()) + 1)
+                model = build()
                 trainer = training.Trainer(model, quality_train_config(cfg), optimizer="keras")
             else:
                 model.set_weights(initial)

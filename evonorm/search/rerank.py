@@ -21,9 +21,19 @@ import numpy as np
 
 from evonorm.search.store import SearchStore
 
-__all__ = ["BASELINES", "train_and_score", "rerank_workdir"]
+__all__ = ["BASELINES", "held_out_split", "train_and_score", "rerank_workdir"]
 
 BASELINES = ("bn_relu", "evonorm_b0", "evonorm_s0")
+
+
+def held_out_split(evaluator_config):
+    """``(x, y)`` of the validation split without the head the search scored candidates on."""
+    from evonorm.search.evaluator import load_data  # noqa: PLC0415
+
+    ev = evaluator_config
+    _, _, x_val, y_val, _, _ = load_data(ev.data, ev.data_dir, ev.validation_size)
+    skip = ev.val_examples if 0 < ev.val_examples < len(x_val) else 0
+    return x_val[skip:], y_val[skip:]
 
 
 def train_and_score(candidate, evaluator_config, steps: int, seed: int, held_out) -> dict:
@@ -56,14 +66,11 @@ def train_and_score(candidate, evaluator_config, steps: int, seed: int, held_out
 def rerank_workdir(workdir: str, config, top_k: int = 5, steps: int = 1000, seed: int = 0,
                    baselines=BASELINES, log_fn=print) -> str:
     """Re-trains the top-``top_k`` of ``WORKDIR/search.db`` and ``baselines``; writes ``rerank.md``."""
-    from evonorm.search.evaluator import load_data  # noqa: PLC0415
     from evonorm.search.graph import Graph  # noqa: PLC0415
     from evonorm.search.render import to_text  # noqa: PLC0415
 
     ev = config.evaluator
-    _, _, x_val, y_val, _, _ = load_data(ev.data, ev.data_dir, ev.validation_size)
-    skip = ev.val_examples if 0 < ev.val_examples < len(x_val) else 0
-    held_out = (x_val[skip:], y_val[skip:])
+    held_out = held_out_split(ev)
     with SearchStore(os.path.join(workdir, "search.db")) as store:
         top = store.top(top_k)
     entries = [(f"search #{rank} (id {r.id})", Graph.from_dict(r.candidate), r.scores)

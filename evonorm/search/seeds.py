@@ -306,17 +306,16 @@ def rerank_arms(workdir: str, seeds=(0, 1, 2), series=("B", "S"), top_k: int = 1
 def _rerank_one(args):
     candidate, steps, config = args
     from evonorm.search.configs import get_config  # noqa: PLC0415
-    from evonorm.search.evaluator import _configure_threads, load_data  # noqa: PLC0415
+    from evonorm.search.evaluator import _configure_threads  # noqa: PLC0415
     from evonorm.search.graph import Graph  # noqa: PLC0415
     from evonorm.search import rerank  # noqa: PLC0415
 
     ev = get_config(config).evaluator
     _configure_threads(ev.threads)
-    _, _, x_val, y_val, _, _ = load_data(ev.data, ev.data_dir, ev.validation_size)
-    skip = ev.val_examples if 0 < ev.val_examples < len(x_val) else 0
+    held_out = rerank.held_out_split(ev)
     t0 = time.time()
     layer = candidate if isinstance(candidate, str) else Graph.from_dict(candidate)
-    return rerank.train_and_score(layer, ev, steps, 0, (x_val[skip:], y_val[skip:])), time.time() - t0
+    return rerank.train_and_score(layer, ev, steps, 0, held_out), time.time() - t0
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
