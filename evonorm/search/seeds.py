@@ -79,6 +79,18 @@ def _load_run(path):
         return store.get_meta(), list(store.records())
 
 
+def _run_machine(path):
+    """The machine line of a run's ``summary.md`` (written by the run itself), or ``None``."""
+    try:
+        with open(os.path.join(path, "summary.md"), encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("- machine: "):
+                    return line[len("- machine: "):].strip()
+    except OSError:
+        pass
+    return None
+
+
 def _curves_on_grid(records, objectives, top, grid):
     """Best-so-far and top-``top`` mean at every budget of ``grid`` (NaN before they exist)."""
     from evonorm.search.plots import progress_curves  # noqa: PLC0415
@@ -116,6 +128,7 @@ def series_statistics(workdir: str, series: str, seeds, top: int = 5) -> dict:
         diversity = diversity_series(records, meta) if key[0] == "evolution" else []
         stats["distinct_end"] = diversity[-1][1] if diversity else None
         stats["whole_evaluated"] = whole[key]["evaluated"]
+        stats["machine"] = _run_machine(run_dir(workdir, series, *key))
         runs[key] = stats
     arms = {}
     for kind in KINDS:
@@ -152,8 +165,18 @@ def _pm(stat, digits=3):
 def seeds_markdown(stats_by_series, command: str | None = None, machine: str | None = None) -> str:
     """``seeds.md``: per-run and per-arm tables of every series."""
     lines = ["# Evolution vs random search over seeds", ""]
-    if machine:
-        lines += [f"- machine: {machine}"]
+    # The machine each run ran on (its own summary says), so that runs from different machines are
+    # never silently pooled under the summarizing machine's name.
+    ran_on = {}
+    for stats in stats_by_series:
+        for (kind, seed), r in sorted(stats["runs"].items()):
+            ran_on.setdefault(r.get("machine") or machine or "unknown", []).append(
+                f"{stats['series']} {kind} s{seed}")
+    if len(ran_on) > 1:
+        lines += ["- machines (worker-hours compare only between runs of one machine):"]
+        lines += [f"  - {name}: {', '.join(runs)}" for name, runs in ran_on.items()]
+    elif ran_on or machine:
+        lines += [f"- machine: {next(iter(ran_on), machine)}"]
     if command:
         lines += [f"- command: `{command}`"]
     lines += ["- scores: validation accuracy (mean over the config's proxies) of accepted candidates; best and "

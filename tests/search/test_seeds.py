@@ -70,3 +70,20 @@ def test_top_layers_pool_an_arms_seeds_without_copies(tmp_path):
     assert [label.split(" id")[0] for label, _, _ in top] == ["S random s1", "S random s1"]
     assert top[0][2] == {"resnet": 0.7}  # "same" once, its best copy
     assert abs(top[1][2]["resnet"] - 0.4) < 1e-12
+
+
+def test_runs_from_different_machines_are_named_per_run(tmp_path):
+    for kind, seed, machine in (("evolution", 0, "AMD EPYC, 2 cores"), ("random", 0, "Intel Xeon, 2 cores")):
+        path = _write_run(tmp_path, "S", kind, seed, [0.5, None])
+        with open(os.path.join(path, "summary.md"), "w", encoding="utf-8") as f:
+            f.write(f"# run\n\n- machine: {machine}\n- seed {seed}\n")
+    text = open(seeds.summarize(str(tmp_path), seeds=(0,), series=("S",)), encoding="utf-8").read()
+    assert "- machines (worker-hours compare only between runs of one machine):" in text
+    assert "  - AMD EPYC, 2 cores: S evolution s0" in text and "  - Intel Xeon, 2 cores: S random s0" in text
+    # One machine for every run: one line with its name, not the summarizing machine's.
+    one = tmp_path / "one"
+    path = _write_run(one, "S", "random", 0, [0.5])
+    with open(os.path.join(path, "summary.md"), "w", encoding="utf-8") as f:
+        f.write("- machine: Intel Xeon, 2 cores\n")
+    assert "- machine: Intel Xeon, 2 cores\n" in open(seeds.summarize(str(one), seeds=(0,), series=("S",)),
+                                                      encoding="utf-8").read()
