@@ -155,7 +155,8 @@ def seeds() -> SearchConfig:
     three proxies (:mod:`evonorm.search.rerank`).
 
     Command: ``python scripts/search_seeds.py --workdir=runs/seeds`` (every run with both cores, arms
-    in turn; about 6-8 min per run).
+    in turn; measured 2-25 min per run of 150-250 candidates, most on S-series runs, whose more
+    frequent passes cost quality tests, and on a machine shared with other jobs).
     """
     from evonorm.search.evaluator import EvaluatorConfig  # noqa: PLC0415
 
