@@ -148,6 +148,22 @@ def _data_line(config) -> str:
             f"{used} of {len(x_val)} held-out validation images (tail of the training split; test set unused)")
 
 
+# The machine line of ``summary.md``: written by :func:`write_summary`, read by :func:`summary_machine`.
+_MACHINE_PREFIX = "- machine: "
+
+
+def summary_machine(workdir) -> str | None:
+    """The machine a run's ``WORKDIR/summary.md`` names (the run wrote it itself), or None."""
+    try:
+        with open(os.path.join(workdir, "summary.md"), encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(_MACHINE_PREFIX):
+                    return line[len(_MACHINE_PREFIX):].strip()
+    except OSError:
+        pass
+    return None
+
+
 def write_summary(workdir, config, summary, kind, seed, data_line, machine, command, elapsed_s) -> str:
     """Writes ``WORKDIR/summary.md``: settings, counts, rejections, timings and the top-k table."""
     from evonorm.search.render import to_text  # noqa: PLC0415
@@ -161,7 +177,7 @@ def write_summary(workdir, config, summary, kind, seed, data_line, machine, comm
     trained = [r for r in records if r.timings.get("data_s") is not None]
     cost = [sum(v for k, v in r.timings.items() if k != "wall_s" and k.endswith("_s")) for r in trained]
     lines = [f"# Layer search: {kind}, config `{config.name}`", "",
-             f"- command: `{command or 'run_search(...)'}`", f"- data: {data_line}", f"- machine: {machine}",
+             f"- command: `{command or 'run_search(...)'}`", f"- data: {data_line}", _MACHINE_PREFIX + machine,
              f"- proxies: {', '.join(f'{a} (width {w})' for a, w, _ in config.evaluator.archs)}; "
              f"{config.evaluator.quality_steps} training steps at batch {config.evaluator.batch_size}, "
              f"{config.evaluator.stability_steps} ascent steps, quality threshold "
@@ -251,7 +267,7 @@ def run_search(config: configs_lib.SearchConfig, workdir: str, kind: str = "evol
         from evonorm.search import rerank  # noqa: PLC0415
 
         rerank.rerank_workdir(workdir, config, top_k=config.rerank_top_k, steps=config.rerank_steps,
-                              seed=seed, log_fn=log_fn)
+                              seeds=(seed,), log_fn=log_fn)
     return summary
 
 
@@ -313,4 +329,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["define_flags", "run_search", "build_config", "check_resume_settings", "write_summary",
-           "machine_description", "main", "run"]
+           "machine_description", "main", "run", "summary_machine"]

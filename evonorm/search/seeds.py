@@ -79,18 +79,6 @@ def _load_run(path):
         return store.get_meta(), list(store.records())
 
 
-def _run_machine(path):
-    """The machine line of a run's ``summary.md`` (written by the run itself), or ``None``."""
-    try:
-        with open(os.path.join(path, "summary.md"), encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("- machine: "):
-                    return line[len("- machine: "):].strip()
-    except OSError:
-        pass
-    return None
-
-
 def _curves_on_grid(records, objectives, top, grid):
     """Best-so-far and top-``top`` mean at every budget of ``grid`` (NaN before they exist)."""
     from evonorm.search.plots import progress_curves  # noqa: PLC0415
@@ -109,6 +97,7 @@ def _curves_on_grid(records, objectives, top, grid):
 def series_statistics(workdir: str, series: str, seeds, top: int = 5) -> dict:
     """Per run and per arm statistics of one series, cut at the budget every finished run reached."""
     from evonorm.search.compare import run_statistics  # noqa: PLC0415
+    from evonorm.search.main import summary_machine  # noqa: PLC0415
     from evonorm.search.plots import diversity_series  # noqa: PLC0415
 
     loaded = {}
@@ -128,7 +117,7 @@ def series_statistics(workdir: str, series: str, seeds, top: int = 5) -> dict:
         diversity = diversity_series(records, meta) if key[0] == "evolution" else []
         stats["distinct_end"] = diversity[-1][1] if diversity else None
         stats["whole_evaluated"] = whole[key]["evaluated"]
-        stats["machine"] = _run_machine(run_dir(workdir, series, *key))
+        stats["machine"] = summary_machine(run_dir(workdir, series, *key))
         runs[key] = stats
     arms = {}
     for kind in KINDS:
@@ -283,9 +272,6 @@ def rerank_arms(workdir: str, seeds=(0, 1, 2), series=("B", "S"), top_k: int = 1
     """Re-trains each arm's pooled top-``top_k`` layers and the baselines identically on every proxy
     of ``config`` (:func:`evonorm.search.rerank.train_and_score`, held-out validation images), in
     ``jobs`` processes; writes ``WORKDIR/rerank.md`` and returns its path."""
-    import concurrent.futures  # noqa: PLC0415
-    import multiprocessing  # noqa: PLC0415
-
     from evonorm.search import rerank  # noqa: PLC0415
     from evonorm.search.configs import get_config  # noqa: PLC0415
     from evonorm.search.render import to_text  # noqa: PLC0415
@@ -295,10 +281,8 @@ def rerank_arms(workdir: str, seeds=(0, 1, 2), series=("B", "S"), top_k: int = 1
         for kind in KINDS:
             entries += top_layers(workdir, name, kind, seeds, top_k)
     ev = get_config(config).evaluator
-    jobs_args = [(candidate if isinstance(candidate, str) else candidate.to_dict(), steps, config)
-                 for _, candidate, _ in entries]
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        results = list(pool.map(_rerank_one, jobs_args))
+    results = [per_seed[0] for per_seed in
+               rerank.score_candidates([candidate for _, candidate, _ in entries], ev, steps, (0,), jobs)]
     archs = [a for a, _, _ in ev.archs]
     rows = []
     for (label, candidate, search_scores), (scores, seconds) in zip(entries, results):
@@ -325,20 +309,6 @@ def rerank_arms(workdir: str, seeds=(0, 1, 2), series=("B", "S"), top_k: int = 1
         f.write("\n".join(lines) + "\n")
     return path
 
-
-def _rerank_one(args):
-    candidate, steps, config = args
-    from evonorm.search.configs import get_config  # noqa: PLC0415
-    from evonorm.search.evaluator import _configure_threads  # noqa: PLC0415
-    from evonorm.search.graph import Graph  # noqa: PLC0415
-    from evonorm.search import rerank  # noqa: PLC0415
-
-    ev = get_config(config).evaluator
-    _configure_threads(ev.threads)
-    held_out = rerank.held_out_split(ev)
-    t0 = time.time()
-    layer = candidate if isinstance(candidate, str) else Graph.from_dict(candidate)
-    return rerank.train_and_score(layer, ev, steps, 0, held_out), time.time() - t0
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -1,5 +1,6 @@
 """End to end: a tiny search writes its database, top-k, summary and plots, and resumes without work."""
 
+import json
 import os
 
 import pytest
@@ -32,6 +33,9 @@ def test_tiny_search_writes_outputs_and_resumes(tmp_path):
     assert len([f for f in top_files if f.endswith(".png")]) == min(3, accepted)
     summary_md = open(os.path.join(workdir, "summary.md")).read()
     assert "| evaluated | accepted |" in summary_md and "distinct functions in a window of" in summary_md
+    # The seeds study reads back the machine line the run wrote (one format, in main.py).
+    assert main_lib.summary_machine(workdir) == main_lib.machine_description()
+    assert main_lib.summary_machine(str(tmp_path / "no_run")) is None
 
     # Same command again: the budget is spent, nothing is evaluated, the rows are unchanged.
     again = main_lib.run_search(_config(12), workdir, backend="inline", seed=1, log_fn=lines.append)
@@ -50,7 +54,25 @@ def test_tiny_search_writes_outputs_and_resumes(tmp_path):
 
     path = rerank_workdir(workdir, _config(14), top_k=1, steps=3, baselines=("bn_relu",), log_fn=lines.append)
     table = open(path).read()
-    assert "| bn_relu |" in table and "held-out validation images" in table
+    assert "| bn_relu |" in table and "held-out validation images" in table and "(seed 0;" in table
+    # Over two seeds: mean ± standard deviation per proxy, every seed's scores listed and stored.
+    path = rerank_workdir(workdir, _config(14), top_k=1, steps=3, seeds=(0, 1), baselines=("bn_relu",),
+                          log_fn=lines.append)
+    table = open(path).read()
+    assert "over seeds 0, 1" in table and " ± " in table and "- bn_relu: seed 0: " in table
+    rows = json.load(open(os.path.join(workdir, "rerank.json")))
+    assert all(len(row["per_seed"]) == 2 and row["seeds"] == [0, 1] for row in rows)
+
+
+def test_seed_statistics_mean_spread_and_divergence():
+    from evonorm.search.rerank import seed_statistics
+
+    stats = seed_statistics([{"a": 0.8, "b": 0.5}, {"a": 0.9, "b": None}, {"a": 0.7, "b": 0.6}], ["a", "b"])
+    assert stats["mean"]["a"] == pytest.approx(0.8) and stats["std"]["a"] == pytest.approx(0.1)
+    # A proxy on which one seed diverged has no mean, and neither has the layer.
+    assert stats["mean"]["b"] is None and stats["diverged"] == {"a": 0, "b": 1} and stats["overall"] is None
+    one = seed_statistics([{"a": 0.8}], ["a"])
+    assert one["std"]["a"] == 0.0 and one["overall"] == pytest.approx(0.8)
 
 
 def test_bad_override_and_missing_cifar10(tmp_path):
