@@ -92,59 +92,80 @@ def sample_stored_candidates(db_path: str, count: int, seed: int = 0) -> list:
     return [(rows[i].candidate, int(rows[i].seed or 0), rows[i].rejected or "accepted") for i in sorted(picked)]
 
 
-def bench_funnel(evaluator_config, candidates, allow_batch_ops: bool = True) -> dict:
+ARM_LABELS = {"stored": "stored runs' evaluator (no information filter, 2 builds, Keras SGD)",
+              "today": "today's evaluator (the default: same decisions)",
+              "hurdle": "today's evaluator + the optional hurdle"}
+
+
+def bench_funnel(evaluator_config, candidates, allow_batch_ops: bool = True, hurdle_step: int | None = None) -> dict:
     """Evaluates every candidate with the stored runs' evaluator costs and with today's, interleaved
-    in this process (alternating which goes first), and returns both total times and outcomes.
+    in this process (rotating which goes first), and returns the arms' total times and outcomes.
 
     The baseline is ``Evaluator(stored_costs=True)``: no information filter, a second proxy build for
-    the quality test, Keras's SGD. Throughput is candidates per core-hour (one TensorFlow thread).
+    the quality test, Keras's SGD. ``hurdle_step`` adds a third arm, today's evaluator with the
+    quality-test hurdle at that step (on ``evaluator_config.hurdle_archs``): faster, but it changes
+    decisions (``official/results/search/hurdle.md``). Throughput is candidates per core-hour (one
+    TensorFlow thread); ``ratio`` is the stored arm's time over each arm's.
     """
+    import dataclasses  # noqa: PLC0415
+
     from evonorm.search.evaluator import Evaluator, _configure_threads  # noqa: PLC0415
 
     _configure_threads(evaluator_config.threads)
     arms = {"stored": Evaluator(evaluator_config, allow_batch_ops, stored_costs=True),
             "today": Evaluator(evaluator_config, allow_batch_ops)}
-    arms["today"](candidates[0][0], candidates[0][1])  # warm-up (TensorFlow import, data) for both arms
+    if hurdle_step:
+        arms["hurdle"] = Evaluator(dataclasses.replace(evaluator_config, hurdle_step=hurdle_step), allow_batch_ops)
+    arms["today"](candidates[0][0], candidates[0][1])  # warm-up (TensorFlow import, data) for every arm
     seconds = {name: 0.0 for name in arms}
     outcomes = []
+    names = list(arms)
     for k, (candidate, seed, stored) in enumerate(candidates):
-        order = list(arms) if k % 2 == 0 else list(arms)[::-1]
         row = {"stored_outcome": stored}
-        for name in order:
+        for name in names[k % len(names):] + names[:k % len(names)]:
             t0 = time.perf_counter()
             result = arms[name](candidate, seed)
             seconds[name] += time.perf_counter() - t0
             row[name] = result.rejected or "accepted"
         outcomes.append(row)
     n = len(candidates)
-    return {"count": n, "seconds": seconds,
+    return {"count": n, "seconds": seconds, "hurdle_step": hurdle_step,
+            "hurdle_archs": tuple(evaluator_config.hurdle_archs) if hurdle_step else (),
             "per_core_hour": {name: 3600.0 * n / max(s, 1e-9) for name, s in seconds.items()},
-            "ratio": seconds["stored"] / max(seconds["today"], 1e-9), "outcomes": outcomes}
+            "ratio": {name: seconds["stored"] / max(s, 1e-9) for name, s in seconds.items() if name != "stored"},
+            "outcomes": outcomes}
 
 
 def funnel_report(result, db_path, machine, command, load) -> list:
     """Markdown lines of :func:`bench_funnel`'s result."""
     import collections  # noqa: PLC0415
 
-    decisions = collections.Counter((o["stored"], o["today"]) for o in result["outcomes"])
+    arms = [name for name in ARM_LABELS if name in result["seconds"]]
+    label = dict(ARM_LABELS)
+    if "hurdle" in arms:
+        label["hurdle"] += (f" at step {result['hurdle_step']} on {', '.join(result['hurdle_archs'])} "
+                            f"(changes decisions, see `hurdle.md`)")
     lines = ["## Funnel: stored candidates through the stored and today's evaluator", "",
              f"- candidates: {result['count']} drawn uniformly from the evaluated (not duplicate) rows of "
-             f"`{db_path}`, each evaluated by both arms in this process, alternating which goes first",
+             f"`{db_path}`, each evaluated by every arm in this process, rotating which goes first",
              f"- machine: {machine} (1-min load average {load[0]:.1f} at start, {load[1]:.1f} at the end)",
              f"- command: `{command}`", "",
-             "| arm | seconds | candidates per core-hour |", "|---|---|---|"]
-    for name, label in (("stored", "stored runs' evaluator (no information filter, 2 builds, Keras SGD)"),
-                        ("today", "today's evaluator")):
-        lines.append(f"| {label} | {result['seconds'][name]:.0f} | {result['per_core_hour'][name]:.0f} |")
-    lines += ["", f"**Ratio: x{result['ratio']:.2f}** candidates per core-hour (stored time / today's time).",
-              "", "Outcomes (stored evaluator -> today's):", ""]
-    lines += [f"- {a} -> {b}: {c}" for (a, b), c in sorted(decisions.items())]
+             "| arm | seconds | candidates per core-hour | ratio to the stored arm |", "|---|---|---|---|"]
+    for name in arms:
+        ratio = "x1" if name == "stored" else f"**x{result['ratio'][name]:.2f}**"
+        lines.append(f"| {label[name]} | {result['seconds'][name]:.0f} | {result['per_core_hour'][name]:.0f} | {ratio} |")
+    lines += ["", f"**Ratio, same decisions: x{result['ratio']['today']:.2f}** candidates per core-hour "
+              f"(stored time / today's time)."]
+    for other in arms[1:]:
+        decisions = collections.Counter((o["stored"], o[other]) for o in result["outcomes"])
+        lines += ["", f"Outcomes (stored evaluator -> {label[other].split(' (')[0]}):", ""]
+        lines += [f"- {a} -> {b}: {c}" for (a, b), c in sorted(decisions.items())]
     return lines
 
 
 def write_report(path, config_name, evaluator_config, gen, rows, machine, command, load, funnel=None) -> str:
     cfg = evaluator_config
-    lines = ["# Layer-search throughput", "", f"- machine: {machine} (shared with other jobs; 1-min load "
+    lines = ["# Layer-search throughput", "", f"- machine: {machine} (1-min load "
              f"average {load[0]:.1f} at start, {load[1]:.1f} at the end)", f"- command: `{command}`",
              f"- config `{config_name}`: {cfg.quality_steps} training steps at batch {cfg.batch_size}, "
              f"{cfg.stability_steps} ascent steps on {cfg.stability_batch} images, {cfg.val_examples or 'all'} "
@@ -186,6 +207,8 @@ def main(argv=None):
     parser.add_argument("--funnel_db", default="official/results/search/random_default/search.db",
                         help="stored search whose candidates the funnel benchmark replays ('' to skip)")
     parser.add_argument("--funnel_count", type=int, default=40, help="candidates drawn for the funnel benchmark")
+    parser.add_argument("--funnel_hurdle_step", type=int, default=0,
+                        help="add a funnel arm with the quality-test hurdle at this step (0: no such arm)")
     args = parser.parse_args(argv)
     config = get_config(args.config)
     command = "python scripts/benchmark_search.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -197,8 +220,11 @@ def main(argv=None):
         if not os.path.exists(args.funnel_db):
             parser.error(f"--funnel_db {args.funnel_db} does not exist (pass '' to skip the funnel benchmark)")
         load_funnel = os.getloadavg()[0]
+        if args.funnel_hurdle_step and not 0 < args.funnel_hurdle_step < config.evaluator.quality_steps:
+            parser.error(f"--funnel_hurdle_step must lie in 1..{config.evaluator.quality_steps - 1}, "
+                         f"got {args.funnel_hurdle_step}")
         result = bench_funnel(config.evaluator, sample_stored_candidates(args.funnel_db, args.funnel_count),
-                              config.allow_batch_ops)
+                              config.allow_batch_ops, hurdle_step=args.funnel_hurdle_step or None)
         funnel = funnel_report(result, args.funnel_db, machine_description(), command.strip(),
                                (load_funnel, os.getloadavg()[0]))
     path = write_report(args.out, args.config, config.evaluator, gen, rows, machine_description(),

@@ -41,10 +41,11 @@ def test_stored_costs_baseline_keeps_decisions_but_skips_the_information_filter(
 def test_bench_funnel_reports_a_ratio():
     candidates = [(KNOWN_GRAPHS["evonorm_s0"].to_dict(), 0, "accepted"),
                   (Graph([("std_bwh", (0,))]).to_dict(), 1, "quality")]
-    result = bench.bench_funnel(TINY, candidates)
-    assert result["count"] == 2 and result["ratio"] > 0
+    result = bench.bench_funnel(TINY, candidates, hurdle_step=5)
+    assert result["count"] == 2 and result["ratio"]["today"] > 0 and result["ratio"]["hurdle"] > 0
     good, useless = result["outcomes"]
     assert good["today"] == good["stored"]
     assert useless["today"] == "uninformative" and useless["stored"] != "uninformative"
     lines = bench.funnel_report(result, "db", "machine", "cmd", (0.0, 0.0))
-    assert any(line.startswith("**Ratio: x") for line in lines)
+    assert any(line.startswith("**Ratio, same decisions: x") for line in lines)
+    assert any("hurdle at step 5 on resnet" in line for line in lines)
