@@ -96,8 +96,11 @@ def progress_curves(records, objectives, top: int = 10, axis: str = "evaluated")
 
 
 def plot_accuracy_histograms(records, objectives, path, threshold=None, title_prefix=""):
-    """Figure 2: per-architecture accuracy histograms (log y)."""
+    """Figure 2: per-architecture accuracy histograms (log y). Each title counts the candidates trained
+    on that architecture out of all sampled ones (the rest were rejected before training, or, in a
+    short-circuited search, by an earlier architecture)."""
     acc = trained_accuracies(records, objectives)
+    sampled = sum(1 for r in records if r.status != DUPLICATE)
     fig = _figure(4.0 * len(objectives), 3.4)
     for i, arch in enumerate(objectives):
         ax = fig.add_subplot(1, len(objectives), i + 1)
@@ -111,7 +114,7 @@ def plot_accuracy_histograms(records, objectives, path, threshold=None, title_pr
         ax.set_xlim(0, 1)
         ax.set_xlabel("validation accuracy")
         ax.set_ylabel("candidates (log)")
-        ax.set_title(f"{title_prefix}{arch} ({len(values)} trained)", fontsize=9)
+        ax.set_title(f"{title_prefix}{arch} ({len(values)} trained of {sampled} sampled)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return path

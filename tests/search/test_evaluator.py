@@ -85,3 +85,29 @@ def test_restored_weights_give_the_rebuilt_models_result():
                               ev._eval_batches(x_val, y_val, 256, mean, std), TINY)  # noqa: SLF001
     assert result.extras["quality"]["resnet"]["losses"] == rebuilt["losses"]
     assert result.scores["resnet"] == rebuilt["accuracy"]
+
+
+def test_without_short_circuit_every_proxy_is_scored_after_a_failure():
+    # Figure 2's protocol (configs.figure2): a layer failing on the first proxy is still trained on
+    # the next. A threshold no 10-step run reaches makes every quality test fail.
+    import dataclasses
+
+    two = dataclasses.replace(TINY, archs=(("resnet", 0.25, None), ("mobilenetv2", 0.25, None)), quality_steps=10,
+                              quality_threshold=0.99)
+    s0 = KNOWN_GRAPHS["evonorm_s0"].to_dict()
+    stopped = Evaluator(two)(s0, 0)
+    assert stopped.rejected == "quality" and set(stopped.extras["accuracy"]) == {"resnet"}
+    scored = Evaluator(dataclasses.replace(two, short_circuit=False))(s0, 0)
+    assert scored.rejected == "quality" and scored.scores == {}
+    assert set(scored.extras["accuracy"]) == {"resnet", "mobilenetv2"}
+    assert all(0.0 <= v <= 1.0 for v in scored.extras["accuracy"].values())
+
+
+def test_figure2_config_is_default_protocol_without_short_circuit():
+    import dataclasses
+
+    from evonorm.search import configs
+
+    fig2, default = configs.get_config("figure2"), configs.get_config("default")
+    assert fig2.budget == 5000 and fig2.rerank_top_k == 0 and not fig2.evaluator.short_circuit
+    assert dataclasses.replace(fig2.evaluator, short_circuit=True) == default.evaluator
