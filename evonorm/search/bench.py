@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-__all__ = ["bench_generation", "bench_proxies", "sample_stored_candidates", "bench_funnel", "funnel_report",
+__all__ = ["bench_generation", "bench_proxies", "bench_step_split", "step_split_report", "sample_stored_candidates", "bench_funnel", "funnel_report",
            "write_report", "main"]
 
 
@@ -76,6 +76,55 @@ def bench_proxies(evaluator_config, graph_name: str = "evonorm_b0", seed: int = 
                      "stability_passed": stab["passed"], "quality_s": time.perf_counter() - t0,
                      "train_s": quality["train_s"], "eval_s": quality["eval_s"], "accuracy": quality["accuracy"]})
     return rows
+
+
+def bench_step_split(evaluator_config, graph_names=("evonorm_b0", "bn_relu"), seed: int = 0) -> list:
+    """Where a quality test's training time goes: per proxy and graph, the first step (tracing, graph
+    optimization and the first run) against the median of the later steps.
+
+    Returns ``[{'arch', 'graph', 'first_s', 'step_ms', 'train_s', 'first_share'}]``.
+    """
+    import tf_keras  # noqa: PLC0415
+
+    from evonorm.experiments import training  # noqa: PLC0415
+    from evonorm.search.evaluator import _batches, _configure_threads, load_data, quality_train_config  # noqa: PLC0415
+    from evonorm.search.known_graphs import KNOWN_GRAPHS  # noqa: PLC0415
+    from evonorm.search.proxy import ProxySpec, build_proxy, norm_act_factory  # noqa: PLC0415
+
+    cfg = evaluator_config
+    _configure_threads(cfg.threads)
+    x_train, y_train, _, _, mean, std = load_data(cfg.data, cfg.data_dir, cfg.validation_size)
+    rows = []
+    for arch, width, depth in cfg.archs:
+        for name in graph_names:
+            tf_keras.backend.clear_session()
+            tf_keras.utils.set_random_seed(seed)
+            model = build_proxy(ProxySpec(arch, width, depth), factory=norm_act_factory(KNOWN_GRAPHS[name],
+                                                                                         group_size=cfg.group_size),
+                                input_shape=x_train.shape[1:])
+            stamps = []
+            t0 = time.perf_counter()
+            training.train(model, _batches(x_train, y_train, cfg.batch_size, mean, std, seed),
+                           quality_train_config(cfg), on_step=lambda step, loss: stamps.append(time.perf_counter()))
+            train_s = time.perf_counter() - t0
+            first_s = stamps[0] - t0
+            step_ms = 1000.0 * float(np.median(np.diff(stamps[1:]))) if len(stamps) > 2 else float("nan")
+            rows.append({"arch": arch, "graph": name, "first_s": first_s, "step_ms": step_ms, "train_s": train_s,
+                         "first_share": first_s / train_s})
+    return rows
+
+
+def step_split_report(rows) -> list:
+    """Markdown lines of :func:`bench_step_split`'s rows."""
+    lines = ["## Where the quality test's training time goes", "",
+             "Per proxy and layer graph (search graphs, built from primitives): the first training step "
+             "(trace, graph optimization, first run) against the median later step, one thread.", "",
+             "| proxy | graph | first step | later steps (median) | training total | first step's share |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['arch']} | {r['graph']} | {r['first_s']:.2f} s | {r['step_ms']:.0f} ms | "
+                     f"{r['train_s']:.1f} s | {100 * r['first_share']:.0f}% |")
+    return lines
 
 
 def sample_stored_candidates(db_path: str, count: int, seed: int = 0) -> list:
@@ -163,7 +212,8 @@ def funnel_report(result, db_path, machine, command, load) -> list:
     return lines
 
 
-def write_report(path, config_name, evaluator_config, gen, rows, machine, command, load, funnel=None) -> str:
+def write_report(path, config_name, evaluator_config, gen, rows, machine, command, load, funnel=None,
+                 split=None) -> str:
     cfg = evaluator_config
     lines = ["# Layer-search throughput", "", f"- machine: {machine} (1-min load "
              f"average {load[0]:.1f} at start, {load[1]:.1f} at the end)", f"- command: `{command}`",
@@ -186,6 +236,8 @@ def write_report(path, config_name, evaluator_config, gen, rows, machine, comman
     total = sum(r["stability_s"] + r["quality_s"] for r in rows)
     lines += ["", f"A candidate passing every test costs about {total:.0f} s of one worker "
               f"({60 / total:.2f} candidates/min per core), model building and tracing included."]
+    if split is not None:
+        lines += [""] + split
     if funnel is not None:
         lines += [""] + funnel
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -215,6 +267,7 @@ def main(argv=None):
     load_start = os.getloadavg()[0]
     gen = bench_generation(args.count, allow_batch_ops=config.allow_batch_ops)
     rows = bench_proxies(config.evaluator)
+    split = step_split_report(bench_step_split(config.evaluator))
     funnel = None
     if args.funnel_db:
         if not os.path.exists(args.funnel_db):
@@ -228,7 +281,7 @@ def main(argv=None):
         funnel = funnel_report(result, args.funnel_db, machine_description(), command.strip(),
                                (load_funnel, os.getloadavg()[0]))
     path = write_report(args.out, args.config, config.evaluator, gen, rows, machine_description(),
-                        command.strip(), (load_start, os.getloadavg()[0]), funnel)
+                        command.strip(), (load_start, os.getloadavg()[0]), funnel, split)
     print(open(path, encoding="utf-8").read())
 
 

@@ -49,3 +49,12 @@ def test_bench_funnel_reports_a_ratio():
     lines = bench.funnel_report(result, "db", "machine", "cmd", (0.0, 0.0))
     assert any(line.startswith("**Ratio, same decisions: x") for line in lines)
     assert any("hurdle at step 5 on resnet" in line for line in lines)
+
+
+def test_step_split_separates_the_first_step_from_the_later_ones():
+    rows = bench.bench_step_split(TINY, graph_names=("evonorm_s0",))
+    (row,) = rows
+    assert row["arch"] == "resnet" and row["graph"] == "evonorm_s0"
+    assert row["first_s"] > 0 and row["step_ms"] > 0 and 0 < row["first_share"] < 1
+    assert row["train_s"] >= row["first_s"] + (TINY.quality_steps - 2) * row["step_ms"] / 1000.0 * 0.5
+    assert "| resnet | evonorm_s0 |" in "\n".join(bench.step_split_report(rows))
