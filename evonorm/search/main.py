@@ -267,7 +267,8 @@ def run_search(config: configs_lib.SearchConfig, workdir: str, kind: str = "evol
         from evonorm.search import rerank  # noqa: PLC0415
 
         rerank.rerank_workdir(workdir, config, top_k=config.rerank_top_k, steps=config.rerank_steps,
-                              seeds=(seed,), log_fn=log_fn)
+                              seeds=(seed,), log_fn=log_fn,
+                              command=f"{command or 'run_search(...)'} (the search's own re-ranking)")
     return summary
 
 

@@ -124,11 +124,12 @@ def seed_statistics(per_seed: list, archs) -> dict:
 
 
 def rerank_workdir(workdir: str, config, top_k: int = 5, steps: int = 1000, seeds=(0,), jobs: int = 1,
-                   baselines=BASELINES, log_fn=print) -> str:
+                   baselines=BASELINES, log_fn=print, command: str | None = None) -> str:
     """Re-trains the top-``top_k`` of ``WORKDIR/search.db`` and ``baselines`` with every seed of ``seeds``
     (in ``jobs`` processes); writes ``rerank.md`` (mean and, over several seeds, standard deviation per
     proxy) and ``rerank.json`` (every seed's scores)."""
     from evonorm.search.graph import Graph  # noqa: PLC0415
+    from evonorm.search.main import machine_description  # noqa: PLC0415
     from evonorm.search.render import to_text  # noqa: PLC0415
 
     ev = config.evaluator
@@ -164,7 +165,8 @@ def rerank_workdir(workdir: str, config, top_k: int = 5, steps: int = 1000, seed
     lines = [f"# Re-ranking: {steps} training steps per proxy, scored on {len(held_out_split(ev)[0])} held-out "
              f"validation images of {ev.data} (not the ones the search scored on; test set unused)", "",
              f"Every layer is trained identically ({seeds_text}; the seed sets the initial weights and the "
-             f"batch order).", "",
+             f"batch order).", "", f"- command: `{command or 'rerank_workdir(...)'}`",
+             f"- machine: {machine_description()}, {jobs} training process(es)", "",
              "| rank | layer | " + " | ".join(archs) + " | mean | formula |", "|" + "---|" * (4 + len(archs))]
     for rank, r in enumerate(order, 1):
         cells = " | ".join(cell(r, a) for a in archs)
@@ -201,7 +203,11 @@ def main(argv=None):
         parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
-    path = rerank_workdir(args.workdir, get_config(args.config), args.top_k, args.steps, seeds, args.jobs)
+    import sys  # noqa: PLC0415
+
+    command = "python -m evonorm.search.rerank " + " ".join(sys.argv[1:] if argv is None else argv)
+    path = rerank_workdir(args.workdir, get_config(args.config), args.top_k, args.steps, seeds, args.jobs,
+                          command=command.strip())
     print(open(path, encoding="utf-8").read())
 
 

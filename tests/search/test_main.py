@@ -60,6 +60,7 @@ def test_tiny_search_writes_outputs_and_resumes(tmp_path):
                           log_fn=lines.append)
     table = open(path).read()
     assert "over seeds 0, 1" in table and " ± " in table and "- bn_relu: seed 0: " in table
+    assert f"- machine: {main_lib.machine_description()}, 1 training process(es)" in table
     rows = json.load(open(os.path.join(workdir, "rerank.json")))
     assert all(len(row["per_seed"]) == 2 and row["seeds"] == [0, 1] for row in rows)
 
