@@ -95,10 +95,14 @@ def progress_curves(records, objectives, top: int = 10, axis: str = "evaluated")
     return np.array(xs), np.array(best), np.array(topmean)
 
 
-def plot_accuracy_histograms(records, objectives, path, threshold=None, title_prefix=""):
+_REFERENCE_STYLES = (("#2ca02c", "-"), ("#ff7f0e", "-."), ("#9467bd", ":"), ("#8c564b", "-"))
+
+
+def plot_accuracy_histograms(records, objectives, path, threshold=None, title_prefix="", references=None):
     """Figure 2: per-architecture accuracy histograms (log y). Each title counts the candidates trained
     on that architecture out of all sampled ones (the rest were rejected before training, or, in a
-    short-circuited search, by an earlier architecture)."""
+    short-circuited search, by an earlier architecture). ``references`` (``{name: {arch: accuracy or
+    None}}``, e.g. BN-ReLU scored by the same evaluator) are drawn as vertical lines."""
     acc = trained_accuracies(records, objectives)
     sampled = sum(1 for r in records if r.status != DUPLICATE)
     fig = _figure(4.0 * len(objectives), 3.4)
@@ -110,7 +114,11 @@ def plot_accuracy_histograms(records, objectives, path, threshold=None, title_pr
             ax.set_yscale("log")
         if threshold is not None:
             ax.axvline(threshold, color="#c0392b", linestyle="--", linewidth=1, label="quality threshold")
-            ax.legend(fontsize=7, loc="upper right")
+        for (name, accs), (color, style) in zip((references or {}).items(), itertools.cycle(_REFERENCE_STYLES)):
+            if accs.get(arch) is not None:
+                ax.axvline(accs[arch], color=color, linestyle=style, linewidth=1.2, label=f"{name} {accs[arch]:.3f}")
+        if threshold is not None or references:
+            ax.legend(fontsize=7, loc="upper left" if references else "upper right")
         ax.set_xlim(0, 1)
         ax.set_xlabel("validation accuracy")
         ax.set_ylabel("candidates (log)")

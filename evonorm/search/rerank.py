@@ -25,7 +25,7 @@ import numpy as np
 
 from evonorm.search.store import SearchStore
 
-__all__ = ["BASELINES", "held_out_split", "train_and_score", "score_candidates", "seed_statistics", "rerank_workdir"]
+__all__ = ["BASELINES", "held_out_split", "train_and_score", "map_jobs", "score_candidates", "seed_statistics", "rerank_workdir"]
 
 BASELINES = ("bn_relu", "evonorm_b0", "evonorm_s0")
 
@@ -81,6 +81,18 @@ def _score_job(job, worker: bool = True):
     return train_and_score(layer, evaluator_config, steps, seed, held_out_split(evaluator_config)), time.time() - t0
 
 
+def map_jobs(fn, work, jobs: int = 1) -> list:
+    """``[fn(job) for job in work]``, in ``jobs`` spawned processes when ``jobs`` > 1 (``fn`` a
+    module-level function); with 1, here, one after the other, as ``fn(job, worker=False)``."""
+    if jobs > 1:
+        import concurrent.futures  # noqa: PLC0415
+        import multiprocessing  # noqa: PLC0415
+
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(fn, work))
+    return [fn(job, worker=False) for job in work]
+
+
 def score_candidates(candidates, evaluator_config, steps: int, seeds=(0,), jobs: int = 1) -> list:
     """Trains every candidate (a registry name or a :class:`Graph`) with every seed.
 
@@ -93,14 +105,7 @@ def score_candidates(candidates, evaluator_config, steps: int, seeds=(0,), jobs:
     seeds = list(seeds)
     work = [(c if isinstance(c, str) else c.to_dict(), evaluator_config, steps, int(seed))
             for c in candidates for seed in seeds]
-    if jobs > 1:
-        import concurrent.futures  # noqa: PLC0415
-        import multiprocessing  # noqa: PLC0415
-
-        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            done = list(pool.map(_score_job, work))
-    else:
-        done = [_score_job(job, worker=False) for job in work]
+    done = map_jobs(_score_job, work, jobs)
     return [done[i * len(seeds):(i + 1) * len(seeds)] for i in range(len(candidates))]
 
 
