@@ -36,6 +36,7 @@ replayed on stored searches).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 
@@ -149,11 +150,22 @@ class EvaluatorConfig:
         return tuple(arch for arch, _, _ in self.archs)
 
 
+class _ExpectedRetracingFilter(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls to <function ...> triggered tf.function retracing"
+    warning. Every candidate is a new model, so its ascent and train step are new functions traced
+    once each: the retracing the warning suspects is the design, and it flooded the search's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
 def _configure_threads(threads: int) -> None:
     global _THREADS_CONFIGURED
     if _THREADS_CONFIGURED:
         return
     import tensorflow as tf  # noqa: PLC0415
+
+    tf.get_logger().addFilter(_ExpectedRetracingFilter())
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

@@ -111,3 +111,28 @@ def test_figure2_config_is_default_protocol_without_short_circuit():
     fig2, default = configs.get_config("figure2"), configs.get_config("default")
     assert fig2.budget == 5000 and fig2.rerank_top_k == 0 and not fig2.evaluator.short_circuit
     assert dataclasses.replace(fig2.evaluator, short_circuit=True) == default.evaluator
+
+
+def test_expected_retracing_warnings_are_dropped_from_the_tensorflow_log():
+    # Each candidate's model gets new traced functions; TensorFlow's retracing warning about that
+    # flooded the search's log (one per few candidates) and says nothing wrong.
+    import logging
+
+    import tensorflow as tf
+
+    from evonorm.search import evaluator
+
+    evaluator._configure_threads(1)
+    seen = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    tf.get_logger().addHandler(handler)
+    try:
+        for n in range(8):  # new functions in a loop: what triggers the warning
+            tf.function(lambda x: x * 2.0)(tf.ones([n + 1]))
+        tf.get_logger().warning("another tensorflow warning")
+    finally:
+        tf.get_logger().removeHandler(handler)
+    messages = [r.getMessage() for r in seen]
+    assert "another tensorflow warning" in messages
+    assert not any("retracing" in m for m in messages)
