@@ -175,9 +175,11 @@ def figure2() -> SearchConfig:
     non-finite values) are counted but not trained: their accuracy is at chance by construction.
 
     Command: ``evonorm-search --config=figure2 --kind=random --workdir=runs/figure2`` (resumable: the
-    same command continues a stopped run). Measured cost: about 11% of random layers reach TensorFlow
-    and such a layer costs about 60 s of one core on all three proxies, so 5,000 samples take about
-    9 core-hours (4.6 h on 2 cores); ``max_seconds`` stops a run earlier and a rerun resumes it.
+    same command continues a stopped run). Measured cost (2026-12-03, AMD EPYC 2 cores): 25% of the
+    sampled layers reach TensorFlow, and such a layer costs about 40 s of one core on all three
+    proxies (many diverge or blow up early), so 5,000 samples take about 13-14 core-hours (about 7 h
+    on 2 cores); ``max_seconds`` stops a run earlier and a rerun resumes it. Then
+    ``python -m evonorm.search.figure2 --workdir=runs/figure2 --jobs=2`` reports it.
     """
     base = default()
     return dataclasses.replace(base, name="figure2", evaluator=dataclasses.replace(base.evaluator, short_circuit=False),
