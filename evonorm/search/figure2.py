@@ -28,9 +28,9 @@ import time
 
 import numpy as np
 
-from evonorm.search.store import DUPLICATE
+from evonorm.search.store import DUPLICATE, settings_differences
 
-__all__ = ["CHANCE_ACCURACY", "REFERENCES", "reference_scores", "figure2_stats", "figure2_report"]
+__all__ = ["CHANCE_ACCURACY", "REFERENCES", "ProtocolMismatchError", "reference_scores", "figure2_stats", "figure2_report"]
 
 # 10 balanced classes: chance is 0.10; on 2,000 validation images one standard deviation of a
 # chance-level accuracy is ~0.007, so 0.11 separates "no better than random guess" from learning.
@@ -67,11 +67,6 @@ def reference_scores(evaluator_config, names=REFERENCES, seeds=(0, 1, 2), jobs: 
             for i, name in enumerate(names)}
 
 
-def _reached_tensorflow(record) -> bool:
-    extras = record.extras or {}
-    return bool(extras.get("stability") or extras.get("accuracy"))
-
-
 def figure2_stats(records, objectives, references: dict | None = None) -> dict:
     """The funnel and per-proxy accuracy statistics of a run's records (see the module docstring).
 
@@ -91,7 +86,7 @@ def figure2_stats(records, objectives, references: dict | None = None) -> dict:
     rows = [r for r in records if r.status != DUPLICATE]
     filtered, reached = {}, []
     for r in rows:
-        if _reached_tensorflow(r):
+        if r.reached_tensorflow:
             reached.append(r)
         else:
             reason = (r.extras or {}).get("reason") or r.rejected or "unknown"
@@ -131,18 +126,23 @@ def _formula(store_records, record_id):
     return to_text(Graph.from_dict(record.candidate).prune()).replace("|", "\\|")
 
 
+class ProtocolMismatchError(ValueError):
+    """The requested config scores layers differently from the run's stored evaluator settings."""
+
+
 def _check_protocol(meta, config, workdir):
     """The reference layers must be scored with the settings the run's rows were scored with."""
+    from evonorm.search.configs import scoring_defaults  # noqa: PLC0415
+
     stored = meta.get("evaluator")
     if not isinstance(stored, dict):
         return
-    requested = json.loads(json.dumps(config.scoring_settings(), default=list))
-    requested["short_circuit"] = stored.get("short_circuit", requested["short_circuit"])
-    differ = sorted(k for k in requested if k in stored and stored[k] != requested[k])
-    if differ:
-        shown = ", ".join(f"{k}: run {stored[k]!r}, --config {requested[k]!r}" for k in differ)
-        raise ValueError(f"{workdir} was scored with other evaluator settings than config {config.name!r} "
-                         f"({shown}); pass the run's own --config")
+    # The references are always scored without the short circuit, so the run's setting does not matter.
+    requested = {k: v for k, v in config.scoring_settings().items() if k != "short_circuit"}
+    diff = settings_differences(stored, requested, scoring_defaults())
+    if diff:
+        raise ProtocolMismatchError(f"{workdir} was scored with other evaluator settings than config {config.name!r} "
+                         f"({'; '.join(diff)}); pass the run's own --config")
 
 
 def figure2_report(workdir: str, config, seeds=(0, 1, 2), jobs: int = 1, references=REFERENCES,
@@ -230,7 +230,10 @@ def main(argv=None):
         parser.error(f"no search.db in {args.workdir}; run `evonorm-search --config=figure2 --kind=random "
                      f"--workdir={args.workdir}` first")
     command = "python -m evonorm.search.figure2 " + " ".join(sys.argv[1:] if argv is None else argv)
-    path = figure2_report(args.workdir, get_config(args.config), seeds, args.jobs, command=command.strip())
+    try:
+        path = figure2_report(args.workdir, get_config(args.config), seeds, args.jobs, command=command.strip())
+    except ProtocolMismatchError as err:
+        parser.error(str(err))
     print(open(path, encoding="utf-8").read())
 
 

@@ -174,7 +174,7 @@ def write_summary(workdir, config, summary, kind, seed, data_line, machine, comm
         top = store.top(config.top_k)
         records = [r for r in store.records() if r.status != "duplicate"]
         objectives = list(store.get_meta()["objectives"])
-    trained = [r for r in records if r.timings.get("data_s") is not None]
+    trained = [r for r in records if r.reached_tensorflow]
     cost = [sum(v for k, v in r.timings.items() if k != "wall_s" and k.endswith("_s")) for r in trained]
     lines = [f"# Layer search: {kind}, config `{config.name}`", "",
              f"- command: `{command or 'run_search(...)'}`", f"- data: {data_line}", _MACHINE_PREFIX + machine,

@@ -147,6 +147,24 @@ def check_database(path: str | os.PathLike) -> None:
         raise _damaged(path, _DAMAGED, f"{size} bytes; quick_check: {lines[0]}{more}")
 
 
+def settings_differences(stored: dict[str, Any], requested: dict[str, Any],
+                         defaults: dict[str, Any] | None = None) -> list[str]:
+    """``'field: stored X, requested Y'`` for every field of ``requested`` whose value differs from
+    ``stored`` (JSON-normalized; a field ``stored`` lacks takes its value from ``defaults``, else
+    counts as '(not stored)')."""
+    stored = json.loads(_dumps(stored))
+    requested = json.loads(_dumps(requested))
+    defaults = json.loads(_dumps(defaults or {}))
+    missing = object()
+    diff = []
+    for field, value in requested.items():
+        old = stored.get(field, defaults.get(field, missing))
+        if old != value:
+            old = "(not stored)" if old is missing else repr(old)
+            diff.append(f"{field}: stored {old}, requested {value!r}")
+    return diff
+
+
 @dataclasses.dataclass
 class Record:
     """One finished proposal (see the module docstring for the meaning of each field)."""
@@ -166,6 +184,11 @@ class Record:
     extras: dict = dataclasses.field(default_factory=dict)
     created: float = 0.0
     id: int | None = None
+
+    @property
+    def reached_tensorflow(self) -> bool:
+        """Whether the evaluation got past the NumPy filters (the evaluator records ``data_s`` there)."""
+        return (self.timings or {}).get("data_s") is not None
 
     @property
     def accepted(self) -> bool:
@@ -242,14 +265,7 @@ class SearchStore:
             state = "new" if self.count() == 0 else "legacy"
             self.set_meta(**{name: requested})
             return state
-        defaults = json.loads(_dumps(defaults or {}))
-        missing = object()
-        diff = []
-        for field, value in requested.items():
-            old = stored.get(field, defaults.get(field, missing))
-            if old != value:
-                old = "(not stored)" if old is missing else repr(old)
-                diff.append(f"{field}: stored {old}, requested {value!r}")
+        diff = settings_differences(stored, requested, defaults)
         if diff:
             raise ResumeSettingsError(
                 f"cannot resume {self.path} with different {name} settings ({'; '.join(diff)}): its stored "
